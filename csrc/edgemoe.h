@@ -1,0 +1,123 @@
+/*
+ * edgemoe.h — public C API of the edgemoe inference core.
+ *
+ * Opaque handles, status codes, no global state besides the kernel dispatch table,
+ * never exit()/abort() on bad input. The file format is described in docs/FORMAT.md.
+ *
+ * Everything between the CDEF-BEGIN and CDEF-END markers is read by build.py as the
+ * cffi cdef, so it must stay plain C declarations (no preprocessor lines).
+ */
+#ifndef EDGEMOE_H
+#define EDGEMOE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* CDEF-BEGIN */
+
+/* Status codes returned by every fallible function. */
+typedef enum edgemoe_status {
+    EDGEMOE_OK = 0,
+    EDGEMOE_ERR_IO = 1,           /* the file could not be opened, read or mapped */
+    EDGEMOE_ERR_FORMAT = 2,       /* the file is not a valid model.bin (message names the field) */
+    EDGEMOE_ERR_VERSION = 3,      /* model.bin version this build does not know */
+    EDGEMOE_ERR_CHECKSUM = 4,     /* a CRC-32 did not match */
+    EDGEMOE_ERR_NOMEM = 5,        /* an allocation failed */
+    EDGEMOE_ERR_ARG = 6,          /* an invalid argument (message names it) */
+    EDGEMOE_ERR_CONTEXT_FULL = 7, /* n_past + n_tokens would exceed n_ctx */
+    EDGEMOE_ERR_UNSUPPORTED = 8   /* valid file, but a feature this build cannot run */
+} edgemoe_status;
+
+typedef struct edgemoe_model edgemoe_model;
+typedef struct edgemoe_context edgemoe_context;
+
+/* Facts about an open model (all read from the file's header). */
+typedef struct edgemoe_model_info {
+    int32_t n_vocab;          /* rows of embedding / lm_head */
+    int32_t n_embd;           /* hidden size H */
+    int32_t n_ff;             /* expert intermediate size I */
+    int32_t n_layer;
+    int32_t n_head;           /* query heads */
+    int32_t n_head_kv;        /* key/value heads */
+    int32_t head_dim;
+    int32_t n_expert;
+    int32_t n_expert_used;    /* top-k */
+    int32_t sliding_window;
+    int32_t n_ctx_train;      /* max_position_embeddings */
+    int32_t dense_type;       /* edgemoe tensor type of q_proj (see EDGEMOE_TYPE_* in format.h) */
+    uint64_t file_size;
+    uint64_t expert_bytes;    /* bytes of all expert spans */
+    uint64_t dense_bytes;     /* bytes of all other tensors */
+} edgemoe_model_info;
+
+/* Human-readable name of a status code. Never NULL. */
+const char *edgemoe_status_string(int status);
+
+/* Version of this C core, e.g. "0.1.0". */
+const char *edgemoe_version(void);
+
+/* Name of the kernel set in use ("reference", later "avx2", "avx512", "neon", ...). */
+const char *edgemoe_kernels_name(void);
+
+/*
+ * Open and validate a model.bin.
+ * Success: returns EDGEMOE_OK and stores a new model in *out (free with edgemoe_model_free).
+ * Failure: returns an error status, leaves *out NULL, and writes a NUL-terminated message
+ * naming the file and the field at fault into err (at most err_len bytes, may be NULL).
+ */
+int edgemoe_model_open(const char *path, edgemoe_model **out, char *err, size_t err_len);
+
+/* Release a model. All its contexts must have been freed first. NULL is a no-op. */
+void edgemoe_model_free(edgemoe_model *model);
+
+/* Fill *out with the model's facts. Returns EDGEMOE_OK, or EDGEMOE_ERR_ARG on NULL. */
+int edgemoe_model_get_info(const edgemoe_model *model, edgemoe_model_info *out);
+
+/*
+ * Create an inference context (KV cache + scratch) for up to n_ctx positions.
+ * n_threads <= 0 means "choose". Success: EDGEMOE_OK and *out set (free with
+ * edgemoe_context_free). Failure: error status, *out NULL, message in err.
+ */
+int edgemoe_context_new(edgemoe_model *model, int32_t n_ctx, int32_t n_threads,
+                        edgemoe_context **out, char *err, size_t err_len);
+
+/* Release a context. NULL is a no-op. */
+void edgemoe_context_free(edgemoe_context *ctx);
+
+/*
+ * Evaluate n_tokens tokens at positions n_past .. n_past + n_tokens - 1, appending their
+ * keys and values to the KV cache.
+ * logits_mode 0: write nothing (logits may be NULL);
+ *             1: write the last token's logits, n_vocab floats;
+ *             2: write every token's logits, n_tokens * n_vocab floats (row-major).
+ * Success: EDGEMOE_OK, n_past advanced by n_tokens.
+ * Failure: error status (EDGEMOE_ERR_ARG for a token id out of range or a bad argument,
+ * EDGEMOE_ERR_CONTEXT_FULL when the context would overflow), n_past unchanged, message
+ * available from edgemoe_context_error.
+ */
+int edgemoe_context_eval(edgemoe_context *ctx, const int32_t *tokens, int32_t n_tokens,
+                         float *logits, int32_t logits_mode);
+
+/* Number of positions currently held in the KV cache. */
+int32_t edgemoe_context_n_past(const edgemoe_context *ctx);
+
+/* Capacity of the context in positions. */
+int32_t edgemoe_context_n_ctx(const edgemoe_context *ctx);
+
+/* Drop every position >= n_past (0 <= n_past <= current n_past). Returns EDGEMOE_ERR_ARG otherwise. */
+int edgemoe_context_truncate(edgemoe_context *ctx, int32_t n_past);
+
+/* Message of the last failed call on this context ("" if none). Never NULL. */
+const char *edgemoe_context_error(const edgemoe_context *ctx);
+
+/* CDEF-END */
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* EDGEMOE_H */

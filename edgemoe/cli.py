@@ -1,0 +1,303 @@
+"""The ``edgemoe`` command: run, info, quantize, verify."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from edgemoe.errors import EdgemoeError
+
+DIM, RESET = "\x1b[2m", "\x1b[0m"
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="path to a model.bin written by 'edgemoe quantize'")
+    p.add_argument(
+        "-t", "--threads", type=int, default=None, help="worker threads (default: physical cores)"
+    )
+    p.add_argument("--ctx", type=int, default=None, help="context length in tokens (default 4096)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="edgemoe",
+        description="Run Mixture-of-Experts language models (gpt-oss) on CPUs, offline.",
+    )
+    from edgemoe import __version__
+
+    parser.add_argument("--version", action="version", version=f"edgemoe {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="chat with a model (one prompt with -p, else interactive)")
+    _add_model_args(run)
+    run.add_argument("-p", "--prompt", help="one prompt; answer it and exit")
+    run.add_argument(
+        "-n", "--max-tokens", type=int, default=1024, help="maximum new tokens (default 1024)"
+    )
+    run.add_argument(
+        "--temp", type=float, default=1.0, help="sampling temperature, 0 = greedy (default 1.0)"
+    )
+    run.add_argument(
+        "--top-p", type=float, default=1.0, help="nucleus sampling threshold (default 1.0)"
+    )
+    run.add_argument("--seed", type=int, default=None, help="random seed for sampling")
+    run.add_argument(
+        "--effort",
+        choices=["low", "medium", "high"],
+        default="low",
+        help="reasoning effort (default low)",
+    )
+    run.add_argument("--system", default=None, help="developer instructions for the chat")
+    run.add_argument(
+        "--show-reasoning", action="store_true", help="print the reasoning (dimmed, on stderr)"
+    )
+    run.add_argument(
+        "--raw", action="store_true", help="plain text completion of the prompt, no chat format"
+    )
+    run.add_argument("--no-stats", action="store_true", help="do not print the stats line")
+
+    info = sub.add_parser("info", help="describe a model.bin")
+    info.add_argument("model")
+    info.add_argument(
+        "--json", action="store_true", help="print the header as JSON (without tensors)"
+    )
+
+    ver = sub.add_parser("verify", help="check every checksum of a model.bin")
+    ver.add_argument("model")
+
+    sub.add_parser(
+        "quantize", help="convert a Hugging Face gpt-oss checkpoint to model.bin", add_help=False
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``edgemoe`` command. Returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "quantize":
+        from edgemoe_quantize import main as quantize_main
+
+        return quantize_main(argv[1:])
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "run":
+            return cmd_run(args)
+        if args.command == "info":
+            return cmd_info(args)
+        if args.command == "verify":
+            return cmd_verify(args)
+    except EdgemoeError as exc:
+        print(f"edgemoe: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 2
+
+
+# ------------------------------------------------------------------------- run
+def cmd_run(args: argparse.Namespace) -> int:
+    import edgemoe
+
+    with edgemoe.load(args.model, threads=args.threads, n_ctx=args.ctx) as model:
+        if args.raw:
+            if args.prompt is None:
+                print("edgemoe: error: --raw needs a prompt (-p)", file=sys.stderr)
+                return 2
+            return _run_raw(model, args)
+        messages: list[dict[str, Any]] = []
+        if args.system:
+            messages.append({"role": "developer", "content": args.system})
+        if args.prompt is not None:
+            messages.append({"role": "user", "content": args.prompt})
+            _chat_turn(model, messages, args)
+            return 0
+        return _repl(model, messages, args)
+
+
+def _run_raw(model: Any, args: argparse.Namespace) -> int:
+    from edgemoe.generate import GenerationStats, Usage, generate_text
+
+    stats = GenerationStats()
+    for piece in generate_text(
+        model,
+        args.prompt,
+        max_tokens=args.max_tokens,
+        temperature=args.temp,
+        top_p=args.top_p,
+        seed=args.seed,
+        stats=stats,
+    ):
+        sys.stdout.write(piece)
+        sys.stdout.flush()
+    sys.stdout.write("\n")
+    if not args.no_stats:
+        print(Usage.from_stats(stats).line(), file=sys.stderr)
+    return 0
+
+
+def _chat_turn(model: Any, messages: list[dict[str, Any]], args: argparse.Namespace) -> str:
+    """Stream one assistant turn; append it to ``messages``; return its content."""
+    from edgemoe.chat import ContentDelta, Done, ReasoningDelta, ToolCall
+
+    content: list[str] = []
+    show = args.show_reasoning
+    in_reasoning = False
+    result = None
+    events = model.chat(
+        messages,
+        reasoning_effort=args.effort,
+        max_tokens=args.max_tokens,
+        temperature=args.temp,
+        top_p=args.top_p,
+        seed=args.seed,
+        stream=True,
+    )
+    try:
+        for ev in events:
+            if isinstance(ev, ReasoningDelta) and show:
+                if not in_reasoning:
+                    sys.stderr.write(DIM)
+                    in_reasoning = True
+                sys.stderr.write(ev.text)
+                sys.stderr.flush()
+            elif isinstance(ev, ContentDelta):
+                if in_reasoning:
+                    sys.stderr.write(RESET + "\n")
+                    in_reasoning = False
+                content.append(ev.text)
+                sys.stdout.write(ev.text)
+                sys.stdout.flush()
+            elif isinstance(ev, ToolCall):
+                sys.stdout.write(f"\n[tool call {ev.name}({ev.arguments})]")
+            elif isinstance(ev, Done):
+                result = ev.result
+    except KeyboardInterrupt:
+        close = getattr(events, "close", None)
+        if close:
+            close()
+        sys.stdout.write(" [interrupted]")
+    if in_reasoning:
+        sys.stderr.write(RESET)
+    sys.stdout.write("\n")
+    sys.stdout.flush()
+    text = "".join(content)
+    messages.append({"role": "assistant", "content": text})
+    if result is not None and not args.no_stats:
+        print(result.usage.line(), file=sys.stderr)
+    return text
+
+
+def _repl(model: Any, messages: list[dict[str, Any]], args: argparse.Namespace) -> int:
+    print("edgemoe chat — empty line or Ctrl-D to quit, /reset to start over.", file=sys.stderr)
+    while True:
+        try:
+            line = input("> ")
+        except EOFError:
+            print(file=sys.stderr)
+            return 0
+        except KeyboardInterrupt:
+            print(file=sys.stderr)
+            continue
+        if not line.strip():
+            return 0
+        if line.strip() == "/reset":
+            del messages[sum(1 for m in messages if m["role"] == "developer") :]
+            continue
+        messages.append({"role": "user", "content": line})
+        _chat_turn(model, messages, args)
+
+
+# ------------------------------------------------------------------------- info
+def _fmt_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
+        n /= 1024
+    return f"{n} B"  # unreachable
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    import json
+
+    from edgemoe.format import read_model
+
+    with read_model(args.model) as mf:
+        h = mf.header
+        if args.json:
+            print(
+                json.dumps(
+                    {k: v for k, v in h.items() if k not in ("tensors", "experts")}, indent=2
+                )
+            )
+            return 0
+        hp = h["hparams"]
+        print(f"file:          {args.model} ({_fmt_bytes(mf.file_length)})")
+        print(f"format:        edgemoe model.bin v{mf.version}")
+        print(f"architecture:  {h.get('architecture')}")
+        print(
+            f"layers:        {hp['num_hidden_layers']} "
+            f"({sum(t == 'sliding_attention' for t in hp['layer_types'])} sliding window "
+            f"{hp['sliding_window']}, the rest full attention)"
+        )
+        print(f"hidden:        {hp['hidden_size']}, expert intermediate {hp['intermediate_size']}")
+        print(
+            f"attention:     {hp['num_attention_heads']} query heads, {hp['num_key_value_heads']} "
+            f"key/value heads of {hp['head_dim']}"
+        )
+        print(
+            f"experts:       {hp['num_local_experts']} per layer, top-{hp['num_experts_per_tok']}"
+        )
+        rope = hp.get("rope", {})
+        print(
+            f"rope:          {rope.get('type')} theta {rope.get('theta')} "
+            f"factor {rope.get('factor', 1)}"
+        )
+        print(f"max context:   {hp['max_position_embeddings']}")
+        by_type: dict[str, list[int]] = {}
+        n_params = 0
+        for t in mf.tensors.values():
+            if t.name.startswith("tokenizer."):
+                continue
+            n = 1
+            for d in t.shape:
+                n *= d
+            n_params += n
+            agg = by_type.setdefault(t.type, [0, 0, 0])
+            agg[0] += 1
+            agg[1] += n
+            agg[2] += t.length
+        expert_bytes = sum(e.length for e in mf.experts)
+        print(f"parameters:    {n_params / 1e9:.3f} B")
+        print(f"expert spans:  {len(mf.experts)}, {_fmt_bytes(expert_bytes)}")
+        for typ, (count, n, nbytes) in sorted(by_type.items()):
+            print(
+                f"  {typ:6s} {count:6d} tensors {n / 1e6:12.2f} M params {_fmt_bytes(nbytes):>12s}"
+                f"  ({8 * nbytes / max(n, 1):.2f} bits/weight)"
+            )
+        tok = h.get("tokenizer")
+        if tok:
+            print(
+                f"tokenizer:     {tok['name']} ({tok['kind']}), n_vocab {tok['n_vocab']}, "
+                f"{len(tok['special_tokens'])} special tokens"
+            )
+        else:
+            print("tokenizer:     none")
+        src = h.get("source", {})
+        if src:
+            print("source:        " + ", ".join(f"{k}={v}" for k, v in src.items()))
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from edgemoe.format import read_model
+
+    with read_model(args.model) as mf:
+        mf.verify()
+        print(f"{args.model}: OK ({len(mf.tensors)} tensors, checksums match)")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,59 @@
+"""``edgemoe quantize`` / ``python -m edgemoe_quantize``: argument parsing around ``convert``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from typing import Any
+
+from edgemoe.errors import EdgemoeError
+from edgemoe.format import DENSE_TYPES
+
+from .convert import convert, print_report
+
+
+def build_parser(prog: str = "edgemoe quantize") -> argparse.ArgumentParser:
+    """The argument parser of the quantize command."""
+    p = argparse.ArgumentParser(
+        prog=prog,
+        description="Convert a Hugging Face gpt-oss checkpoint (config.json + safetensors) "
+        "to one self-contained model.bin.",
+    )
+    p.add_argument("hf_dir", help="checkpoint directory (config.json, *.safetensors)")
+    p.add_argument("out", help="model.bin to write (replaced atomically when complete)")
+    p.add_argument("--dense", choices=DENSE_TYPES, default="q8_0",
+                   help="type of the embedding, attention and lm_head matrices (default q8_0)")
+    tok = p.add_mutually_exclusive_group()
+    tok.add_argument("--tokenizer", metavar="PATH",
+                     help="tokenizer.json or .tiktoken[.gz] file to embed instead of the "
+                     "checkpoint's tokenizer.json")
+    tok.add_argument("--no-tokenizer", action="store_true", help="embed no tokenizer")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress line or summary")
+    return p
+
+
+def _show_warning(message: Any, category: Any, filename: str, lineno: int,
+                  file: Any = None, line: str | None = None) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the quantize command; returns the process exit status (0 on success)."""
+    args = build_parser().parse_args(argv)
+    tokenizer: Any = False if args.no_tokenizer else args.tokenizer
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.showwarning = _show_warning
+        try:
+            report = convert(args.hf_dir, args.out, dense=args.dense, tokenizer=tokenizer,
+                             progress=not args.quiet)
+        except EdgemoeError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            print("interrupted; nothing was written", file=sys.stderr)
+            return 130
+    if not args.quiet:
+        print_report(report)
+    return 0
