@@ -84,12 +84,20 @@ def rewrite(path: Path, header: dict[str, Any] | None = None, **preamble: int) -
 
 
 def expect_error(path: Path, exc: type[Exception], *words: str) -> str:
+    """Both readers refuse the file: the Python one (``read_model``) with a message holding
+    ``words``, and the C core (``edgemoe.load``, which opens the file in C first) with the
+    same exception type and a message naming the file."""
     with pytest.raises(exc) as info:
         F.read_model(path)
     msg = str(info.value)
     assert str(path) in msg
     for w in words:
         assert w in msg, msg
+    import edgemoe
+
+    with pytest.raises(exc) as c_info:
+        edgemoe.load(path)
+    assert str(path) in str(c_info.value), str(c_info.value)
     return msg
 
 
