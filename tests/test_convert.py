@@ -558,12 +558,12 @@ def test_interrupted_conversion_leaves_nothing(tmp_path: Path, mx_dir: Path,
 
 def test_cli(tmp_path: Path, mx_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "m.bin"
-    assert Q.main([str(mx_dir), str(out), "--dense", "bf16", "--no-tokenizer"]) == 0
+    assert Q.main([str(mx_dir), "-o", str(out), "--dense", "bf16", "--no-tokenizer"]) == 0
     err = capsys.readouterr().err
     assert "converting" in err and "wrote" in err and "100.0%" in err
     with F.read_model(out) as mf:
         assert mf.tensors["lm_head.weight"].type == "bf16"
-    assert Q.main([str(tmp_path / "nope"), str(out), "-q"]) == 1
+    assert Q.main([str(tmp_path / "nope"), "-o", str(out), "-q"]) == 1
     assert "error:" in capsys.readouterr().err
-    assert Q.main([str(mx_dir), str(tmp_path / "n.bin"), "-q"]) == 0
+    assert Q.main([str(mx_dir), "-o", str(tmp_path / "n.bin"), "-q"]) == 0
     assert "warning: " in capsys.readouterr().err  # no tokenizer in the checkpoint

@@ -21,7 +21,8 @@ def build_parser(prog: str = "edgemoe quantize") -> argparse.ArgumentParser:
         "to one self-contained model.bin.",
     )
     p.add_argument("hf_dir", help="checkpoint directory (config.json, *.safetensors)")
-    p.add_argument("out", help="model.bin to write (replaced atomically when complete)")
+    p.add_argument("-o", "--output", dest="out", required=True, metavar="MODEL_BIN",
+                   help="model.bin to write (replaced atomically when complete)")
     p.add_argument("--dense", choices=DENSE_TYPES, default="q8_0",
                    help="type of the embedding, attention and lm_head matrices (default q8_0)")
     tok = p.add_mutually_exclusive_group()
@@ -49,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
             report = convert(args.hf_dir, args.out, dense=args.dense, tokenizer=tokenizer,
                              progress=not args.quiet)
         except EdgemoeError as e:
-            print(f"error: {e}", file=sys.stderr)
+            print(f"edgemoe quantize: error: {e}", file=sys.stderr)
             return 1
         except KeyboardInterrupt:
             print("interrupted; nothing was written", file=sys.stderr)
