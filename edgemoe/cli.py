@@ -64,6 +64,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--json", action="store_true", help="print the header as JSON (without tensors)"
     )
 
+    bench = sub.add_parser("bench", help="measure prompt-processing and generation tokens/s")
+    bench.add_argument("model")
+    bench.add_argument("-p", "--n-prompt", type=int, default=512, help="prompt tokens (pp)")
+    bench.add_argument("-n", "--n-gen", type=int, default=128, help="generated tokens (tg)")
+    bench.add_argument("-t", "--threads", type=int, default=None, help="worker threads")
+    bench.add_argument("-r", "--repetitions", type=int, default=3, help="timed repetitions")
+    bench.add_argument("--json", action="store_true", help="print one JSON object")
+
     ver = sub.add_parser("verify", help="check every checksum of a model.bin")
     ver.add_argument("model")
 
@@ -88,6 +96,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_info(args)
         if args.command == "verify":
             return cmd_verify(args)
+        if args.command == "bench":
+            return cmd_bench(args)
     except EdgemoeError as exc:
         print(f"edgemoe: error: {exc}", file=sys.stderr)
         return 1
@@ -269,7 +279,8 @@ def cmd_info(args: argparse.Namespace) -> int:
             agg[1] += n
             agg[2] += t.length
         expert_bytes = sum(e.length for e in mf.experts)
-        print(f"parameters:    {n_params / 1e9:.3f} B")
+        scaled = f"{n_params / 1e9:.2f} B" if n_params >= 1e9 else f"{n_params / 1e6:.2f} M"
+        print(f"parameters:    {scaled}")
         print(f"expert spans:  {len(mf.experts)}, {_fmt_bytes(expert_bytes)}")
         for typ, (count, n, nbytes) in sorted(by_type.items()):
             print(
@@ -287,6 +298,23 @@ def cmd_info(args: argparse.Namespace) -> int:
         src = h.get("source", {})
         if src:
             print("source:        " + ", ".join(f"{k}={v}" for k, v in src.items()))
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from edgemoe.bench import format_result, run_bench
+
+    if args.n_prompt < 1 or args.n_gen < 0 or args.repetitions < 1:
+        print("edgemoe bench: error: need -p >= 1, -n >= 0 and -r >= 1", file=sys.stderr)
+        return 2
+    result = run_bench(
+        args.model,
+        n_prompt=args.n_prompt,
+        n_gen=args.n_gen,
+        threads=args.threads,
+        repetitions=args.repetitions,
+    )
+    print(format_result(result, as_json=args.json))
     return 0
 
 

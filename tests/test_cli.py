@@ -85,3 +85,34 @@ def test_missing_file_is_a_clear_error(args: list[str], needle: str) -> None:
 def test_run_on_model_without_tokenizer(tiny_model_path: Path) -> None:
     p = edgemoe("run", str(tiny_model_path), "-p", "x")
     assert p.returncode == 1 and "tokenizer" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_bench_json(tiny_model_path: Path) -> None:
+    import json
+
+    p = edgemoe("bench", str(tiny_model_path), "-p", "8", "-n", "4", "-r", "2", "--json")
+    assert p.returncode == 0, p.stderr
+    r = json.loads(p.stdout)
+    for key in (
+        "model",
+        "threads",
+        "n_prompt",
+        "n_gen",
+        "pp_tok_s",
+        "pp_tok_s_sd",
+        "tg_tok_s",
+        "tg_tok_s_sd",
+        "peak_rss_bytes",
+        "load_s",
+    ):
+        assert key in r
+    assert r["n_prompt"] == 8 and r["n_gen"] == 4 and r["pp_tok_s"] > 0 and r["tg_tok_s"] > 0
+    assert r["peak_rss_bytes"] > 0 and r["weight_bytes_per_token"] > 0
+
+
+def test_bench_table_and_bad_args(tiny_model_path: Path) -> None:
+    p = edgemoe("bench", str(tiny_model_path), "-p", "4", "-n", "2", "-r", "1")
+    assert p.returncode == 0, p.stderr
+    assert "pp4" in p.stdout and "tg2" in p.stdout and "peak RSS" in p.stdout
+    p = edgemoe("bench", str(tiny_model_path), "-r", "0")
+    assert p.returncode == 2 and "-r" in p.stderr
