@@ -8,7 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from edgemoe.format import expert_tensor_name, write_model
+from edgemoe.format import expert_tensor_name
+from edgemoe.writer import write_model
 
 
 def tiny_hparams(vocab: int = 512, **over: Any) -> dict[str, Any]:

@@ -125,7 +125,7 @@ def q8_0_roundtrip(w: np.ndarray) -> np.ndarray:
 
     Per block of 32 along the last dim: ``d = f16(min(f32(amax / 127), 65504))`` (nearest
     even), ``q = clamp(round_half_away(f32(x / f32(d))), ±127)``, ``q = 0`` if ``d == 0``;
-    value ``f32(d) * q``. Written independently of ``edgemoe.format`` on purpose.
+    value ``f32(d) * q``. Written independently of ``edgemoe.quant`` on purpose.
     """
     a = np.asarray(w, dtype=np.float32)
     if a.shape[-1] % QK:

@@ -17,6 +17,7 @@ from safetensors.numpy import save_file
 
 from edgemoe import format as F
 from edgemoe.errors import ConversionError
+from edgemoe.quant import bf16_to_f32, quantize_mxfp4, quantize_mxfp4_blocks, quantize_q8_0, to_bf16
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -103,7 +104,7 @@ def write_safetensors(path: Path, tensors: dict[str, tuple[str, np.ndarray]]) ->
     header: dict[str, Any] = {"__metadata__": {"format": "pt"}}
     blobs, pos = [], 0
     for name, (dtype, arr) in tensors.items():
-        data = (F.to_bf16(arr) if dtype == "BF16" else np.ascontiguousarray(arr)).tobytes()
+        data = (to_bf16(arr) if dtype == "BF16" else np.ascontiguousarray(arr)).tobytes()
         header[name] = {"dtype": dtype, "shape": list(arr.shape),
                         "data_offsets": [pos, pos + len(data)]}
         blobs.append(data)
@@ -118,7 +119,7 @@ def mxfp4_state(w: dict[str, np.ndarray]) -> dict[str, tuple[str, np.ndarray]]:
     out: dict[str, tuple[str, np.ndarray]] = {}
     for k, v in w.items():
         if k.endswith(("experts.gate_up_proj", "experts.down_proj")):
-            blocks, scales = F.quantize_mxfp4_blocks(v.transpose(0, 2, 1))
+            blocks, scales = quantize_mxfp4_blocks(v.transpose(0, 2, 1))
             out[k + "_blocks"], out[k + "_scales"] = ("U8", blocks), ("U8", scales)
         else:
             out[k] = ("BF16", v)
@@ -134,7 +135,7 @@ def make_ckpt(d: Path, state: dict[str, tuple[str, np.ndarray]],
 
 
 def bf16_round(x: np.ndarray) -> np.ndarray:
-    return F.bf16_to_f32(F.to_bf16(x))
+    return bf16_to_f32(to_bf16(x))
 
 
 @pytest.fixture(scope="module")
@@ -183,7 +184,7 @@ def test_mxfp4_checkpoint(tmp_path: Path, mx_dir: Path, weights: dict[str, np.nd
                         bf16_round(bias[e]))
         emb = bf16_round(weights["model.embed_tokens.weight"])
         assert mf.tensors["model.embed_tokens.weight"].type == "q8_0"
-        assert bytes(mf.tensor_bytes("model.embed_tokens.weight")) == F.quantize_q8_0(emb).tobytes()
+        assert bytes(mf.tensor_bytes("model.embed_tokens.weight")) == quantize_q8_0(emb).tobytes()
         np.testing.assert_array_equal(mf.tensor("model.layers.1.mlp.router.weight"),
                                       bf16_round(weights["model.layers.1.mlp.router.weight"]))
         assert mf.tensors["model.layers.1.mlp.router.weight"].type == "f32"
@@ -201,7 +202,7 @@ def test_dense_f32_experts(tmp_path: Path, weights: dict[str, np.ndarray]) -> No
                 for e in range(E):
                     name = F.expert_tensor_name(n, e, part)
                     assert mf.tensors[name].shape == (w.shape[2], w.shape[1])  # [out, in]
-                    want = F.quantize_mxfp4(np.ascontiguousarray(w[e].T)).tobytes()
+                    want = quantize_mxfp4(np.ascontiguousarray(w[e].T)).tobytes()
                     assert bytes(mf.tensor_bytes(name)) == want
         for name in ("lm_head.weight", "model.layers.0.self_attn.q_proj.weight"):
             assert mf.tensors[name].type == "f32"
@@ -214,7 +215,7 @@ def test_dense_bf16_output(tmp_path: Path, mx_dir: Path, weights: dict[str, np.n
     with F.read_model(out) as mf:
         t = mf.tensors["model.layers.0.self_attn.o_proj.weight"]
         assert t.type == "bf16"
-        want = F.to_bf16(weights["model.layers.0.self_attn.o_proj.weight"]).tobytes()
+        want = to_bf16(weights["model.layers.0.self_attn.o_proj.weight"]).tobytes()
         assert bytes(mf.tensor_bytes(t.name)) == want  # bf16 in, bf16 out: unchanged
 
 

@@ -1,4 +1,4 @@
-"""model.bin v1 (edgemoe.format): quantizers, writer layout, reader validation."""
+"""model.bin v1 (edgemoe.format, .quant, .writer): quantizers, writer layout, reader validation."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 
 from edgemoe import format as F
+from edgemoe import quant as Q
+from edgemoe import writer as W
 from edgemoe.errors import ChecksumError, ModelFormatError, UnsupportedVersionError
 
 # ----------------------------------------------------------------------------- fixtures
@@ -56,7 +58,7 @@ def tensors() -> dict[str, np.ndarray]:
 @pytest.fixture()
 def model_path(tmp_path: Path, tensors: dict[str, np.ndarray]) -> Path:
     path = tmp_path / "model.bin"
-    F.write_model(path, HP, tensors, TOKENIZER)
+    W.write_model(path, HP, tensors, TOKENIZER)
     return path
 
 
@@ -129,9 +131,9 @@ def test_q8_0_matches_scalar_rule() -> None:
     x[1, :32] = np.arange(32, dtype=np.float32) - 15.5  # many exact halves after scaling
     x[2, :32] = 1e-9  # d underflows f16 -> all zero
     x[3, :32] = np.linspace(-1, 1, 32) * 254  # d = 2 exactly: ties at odd values
-    data = F.quantize_q8_0(x)
+    data = Q.quantize_q8_0(x)
     assert data.size == F.tensor_nbytes("q8_0", x.shape) == 12 * 34
-    blocks = data.view(F.Q8_0_BLOCK)
+    blocks = data.view(Q.Q8_0_BLOCK)
     for i, block in enumerate(x.reshape(-1, 32)):
         d_bits, qs = q8_0_scalar([float(v) for v in block])
         assert int(blocks["d"][i].view(np.uint16)) == d_bits
@@ -140,7 +142,7 @@ def test_q8_0_matches_scalar_rule() -> None:
 
 def test_q8_0_round_trip_error() -> None:
     x = np.random.default_rng(2).standard_normal((16, 256)).astype(np.float32) * 3
-    y = F.dequantize_q8_0(F.quantize_q8_0(x), x.shape)
+    y = Q.dequantize_q8_0(Q.quantize_q8_0(x), x.shape)
     amax = np.abs(x.reshape(-1, 32)).max(1, keepdims=True)
     err = np.abs((y - x).reshape(-1, 32))
     assert (err <= amax / 127 * 0.51 + 1e-7).all()  # half a step (+ f16 rounding of d)
@@ -148,9 +150,9 @@ def test_q8_0_round_trip_error() -> None:
 
 def test_q8_0_rejects_bad_input() -> None:
     with pytest.raises(ValueError, match="multiple of 32"):
-        F.quantize_q8_0(np.zeros((2, 48), np.float32))
+        Q.quantize_q8_0(np.zeros((2, 48), np.float32))
     with pytest.raises(ValueError, match="NaN"):
-        F.quantize_q8_0(np.full((1, 32), np.nan, np.float32))
+        Q.quantize_q8_0(np.full((1, 32), np.nan, np.float32))
 
 
 def oracle_mxfp4(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -161,14 +163,14 @@ def oracle_mxfp4(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     e = np.where(amax > 0, np.ceil(np.log2(np.maximum(amax, 1e-38) / 6.0)), -127)
     e = e.astype(np.int32).clip(-127, 127)
     scaled = b / np.ldexp(np.float32(1), e)[..., None]
-    idx = np.abs(scaled[..., None] - F.FP4_VALUES).argmin(-1).astype(np.uint8)
+    idx = np.abs(scaled[..., None] - Q.FP4_VALUES).argmin(-1).astype(np.uint8)
     blocks = idx[..., 0::2] | (idx[..., 1::2] << 4)
     return blocks, (e + 127).astype(np.uint8)
 
 
 def oracle_dequant(blocks: np.ndarray, scales: np.ndarray) -> np.ndarray:
     """ORACLES.md appendix decode."""
-    v = np.stack([F.FP4_VALUES[blocks & 15], F.FP4_VALUES[blocks >> 4]], -1)
+    v = np.stack([Q.FP4_VALUES[blocks & 15], Q.FP4_VALUES[blocks >> 4]], -1)
     v = v.reshape(*blocks.shape[:-1], 32)
     return np.ldexp(v, scales.astype(np.int32)[..., None] - 127).reshape(*blocks.shape[:-2], -1)
 
@@ -181,24 +183,24 @@ def test_mxfp4_matches_oracle(scale: float) -> None:
     w[0, 0, :32] = np.array(ties + [0] * 12, np.float32)  # amax 6: e = 0, exact midpoints
     w[0, 1, :32] = 0
     w[0, 2, :32] = 3.0  # amax / 6 is exactly a power of two
-    blocks, scales = F.quantize_mxfp4_blocks(w)
+    blocks, scales = Q.quantize_mxfp4_blocks(w)
     ob, os_ = oracle_mxfp4(w)
     assert blocks.shape == (3, 40, 3, 16) and scales.shape == (3, 40, 3)
     np.testing.assert_array_equal(blocks, ob)
     np.testing.assert_array_equal(scales, os_)
-    planar = F.quantize_mxfp4(w.reshape(-1, 96))
+    planar = Q.quantize_mxfp4(w.reshape(-1, 96))
     assert planar.size == F.tensor_nbytes("mxfp4", (120, 96))
-    got = F.dequantize_mxfp4(planar, (120, 96))
+    got = Q.dequantize_mxfp4(planar, (120, 96))
     np.testing.assert_array_equal(got, oracle_dequant(ob, os_).reshape(120, 96))
 
 
 def test_mxfp4_round_trip_error_and_planar_layout() -> None:
     w = np.random.default_rng(4).standard_normal((8, 64)).astype(np.float32)
-    blocks, scales = F.quantize_mxfp4_blocks(w)
-    data = F.quantize_mxfp4(w)
+    blocks, scales = Q.quantize_mxfp4_blocks(w)
+    data = Q.quantize_mxfp4(w)
     assert data[: blocks.size].tobytes() == blocks.tobytes()  # all blocks first ...
     assert data[blocks.size :].tobytes() == scales.tobytes()  # ... then all scales
-    y = F.dequantize_mxfp4(data, w.shape)
+    y = Q.dequantize_mxfp4(data, w.shape)
     step = np.ldexp(np.float32(1), scales.astype(np.int32) - 127)  # a code gap is <= 2 steps
     err = np.abs(y - w).reshape(8, 2, 32)
     assert (err <= step[..., None] + 1e-12).all()
@@ -209,7 +211,7 @@ def test_mxfp4_round_trip_error_and_planar_layout() -> None:
 def test_mxfp4_negative_zero_and_nibble_order() -> None:
     x = np.zeros(32, np.float32)
     x[0], x[1], x[2] = 6.0, -0.1, -3.0  # e = 0
-    blocks, scales = F.quantize_mxfp4_blocks(x)
+    blocks, scales = Q.quantize_mxfp4_blocks(x)
     assert scales.tolist() == [127]
     assert blocks[0, 0] == 0x07  # element 0 (+6, code 7) low nibble, element 1 -> code 0
     assert blocks[0, 1] == 0x0D  # element 2 (-3, code 13)
@@ -221,8 +223,8 @@ def test_bf16_round_to_nearest_even() -> None:
                      0x00008000, 0x00018000], np.uint32)
     want = [0x3F80, 0x3F80, 0x3F82, 0x3F81, 0x3F81, 0x7F80, 0x7F80, 0xFF80, 0x8000, 0x7FC0,
             0x0000, 0x0002]
-    assert F.to_bf16(bits.view(np.float32)).tolist() == want
-    back = F.bf16_to_f32(np.array(want[:3], np.uint16))
+    assert Q.to_bf16(bits.view(np.float32)).tolist() == want
+    back = Q.bf16_to_f32(np.array(want[:3], np.uint16))
     assert back.tolist() == [1.0, 1.0, 1.015625]
 
 
@@ -249,14 +251,14 @@ def test_round_trip(model_path: Path, tensors: dict[str, np.ndarray]) -> None:
         assert bytes(mf.tensor_bytes("tokenizer.ranks")) == TOKENIZER[1]
         for name, x in tensors.items():
             t = mf.tensors[name]
-            assert t.type == F.default_tensor_type(name) and t.shape == x.shape
+            assert t.type == W.default_tensor_type(name) and t.shape == x.shape
             got = mf.tensor(name)
             if t.type == "f32":
                 np.testing.assert_array_equal(got, x)
             elif t.type == "q8_0":
-                np.testing.assert_array_equal(got, F.dequantize_q8_0(F.quantize_q8_0(x), x.shape))
+                np.testing.assert_array_equal(got, Q.dequantize_q8_0(Q.quantize_q8_0(x), x.shape))
             else:
-                np.testing.assert_array_equal(got, F.dequantize_mxfp4(F.quantize_mxfp4(x), x.shape))
+                np.testing.assert_array_equal(got, Q.dequantize_mxfp4(Q.quantize_mxfp4(x), x.shape))
         assert len(mf.experts) == HP["num_hidden_layers"] * HP["num_local_experts"]
 
 
@@ -293,25 +295,25 @@ def test_layout_invariants(model_path: Path) -> None:
 
 def test_custom_expert_alignment(tmp_path: Path, tensors: dict[str, np.ndarray]) -> None:
     path = tmp_path / "m.bin"
-    F.write_model(path, HP, tensors, dense="bf16", expert_alignment=4096)
+    W.write_model(path, HP, tensors, dense="bf16", expert_alignment=4096)
     with F.read_model(path) as mf:
         assert mf.expert_alignment == 4096
         assert all(s.offset % 4096 == 0 for s in mf.experts)
         assert mf.tensors["lm_head.weight"].type == "bf16" and mf.tokenizer is None
     with pytest.raises(ValueError, match="expert_alignment"):
-        F.write_model(path, HP, tensors, expert_alignment=1000)
+        W.write_model(path, HP, tensors, expert_alignment=1000)
 
 
 def test_raw_and_explicit_types(tmp_path: Path, tensors: dict[str, np.ndarray]) -> None:
     t: dict[str, Any] = dict(tensors)
     name = F.expert_tensor_name(0, 0, "down_proj")
-    blocks, scales = F.quantize_mxfp4_blocks(tensors[name])
-    t[name] = F.RawTensor("mxfp4", tensors[name].shape, F.pack_mxfp4(blocks, scales).tobytes())
+    blocks, scales = Q.quantize_mxfp4_blocks(tensors[name])
+    t[name] = W.RawTensor("mxfp4", tensors[name].shape, Q.pack_mxfp4(blocks, scales).tobytes())
     t["lm_head.weight"] = ("f32", tensors["lm_head.weight"])
     path = tmp_path / "m.bin"
-    F.write_model(path, HP, t)
+    W.write_model(path, HP, t)
     with F.read_model(path) as mf:
-        got_b, got_s = F.unpack_mxfp4(mf.tensor_bytes(name), mf.tensors[name].shape)
+        got_b, got_s = Q.unpack_mxfp4(mf.tensor_bytes(name), mf.tensors[name].shape)
         np.testing.assert_array_equal(got_b.reshape(blocks.shape), blocks)
         np.testing.assert_array_equal(got_s.reshape(scales.shape), scales)
         assert mf.tensors["lm_head.weight"].type == "f32"
@@ -321,37 +323,37 @@ def test_writer_validates(tmp_path: Path, tensors: dict[str, np.ndarray]) -> Non
     t = dict(tensors)
     del t["model.norm.weight"]
     with pytest.raises(ModelFormatError, match="model.norm.weight"):
-        F.write_model(tmp_path / "m.bin", HP, t)
+        W.write_model(tmp_path / "m.bin", HP, t)
     t = dict(tensors)
     t["model.norm.weight"] = np.zeros(3, np.float32)
     with pytest.raises(ModelFormatError, match=r"shape \[3\], expected \[64\]"):
-        F.write_model(tmp_path / "m.bin", HP, t)
+        W.write_model(tmp_path / "m.bin", HP, t)
     with pytest.raises(ModelFormatError, match="n_vocab"):
-        F.write_model(tmp_path / "m.bin", HP, tensors, ({**TOKENIZER[0], "n_vocab": 97}, b"x"))
+        W.write_model(tmp_path / "m.bin", HP, tensors, ({**TOKENIZER[0], "n_vocab": 97}, b"x"))
     assert list(tmp_path.iterdir()) == []
 
 
 def test_interrupted_write_leaves_nothing(tmp_path: Path, tensors: dict[str, np.ndarray]) -> None:
     path = tmp_path / "m.bin"
     path.write_bytes(b"previous")
-    specs = [F.TensorSpec(n, F.default_tensor_type(n), x.shape) for n, x in tensors.items()]
-    meta = F.make_meta(HP, None)
+    specs = [F.TensorSpec(n, W.default_tensor_type(n), x.shape) for n, x in tensors.items()]
+    meta = W.make_meta(HP, None)
 
     def chunks() -> Any:
         yield b"\0" * 64
         raise RuntimeError("boom")
 
     with pytest.raises(RuntimeError, match="boom"):
-        with F.ModelWriter(path, meta, specs) as w:
+        with W.ModelWriter(path, meta, specs) as w:
             w.write_tensor("model.norm.weight", tensors["model.norm.weight"])
             w.write_tensor("lm_head.weight", chunks())
     assert path.read_bytes() == b"previous"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.bin"]
     with pytest.raises(ValueError, match="never written"):
-        with F.ModelWriter(path, meta, specs) as w:
+        with W.ModelWriter(path, meta, specs) as w:
             w.write_tensor("model.norm.weight", tensors["model.norm.weight"])
     with pytest.raises(ValueError, match="expected 256"):
-        with F.ModelWriter(path, meta, specs) as w:
+        with W.ModelWriter(path, meta, specs) as w:
             w.write_tensor("model.norm.weight", b"short")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.bin"]
 

@@ -186,8 +186,8 @@ def test_fixture_files_are_small_and_consistent(golden: dict[str, np.ndarray]) -
 
 def test_oracle_q8_0_rule_matches_edgemoe_format() -> None:
     """The oracle's q8_0 rounding (written from FORMAT.md) is bit-identical to
-    ``edgemoe.format``'s, including halves, zero blocks and tiny/huge scales."""
-    from edgemoe.format import dequantize_q8_0, quantize_q8_0
+    ``edgemoe.quant``'s, including halves, zero blocks and tiny/huge scales."""
+    from edgemoe.quant import dequantize_q8_0, quantize_q8_0
 
     rng = np.random.default_rng(0)
     w = rng.standard_normal((16, 128)).astype(np.float32)
@@ -202,7 +202,7 @@ def test_oracle_q8_0_rule_matches_edgemoe_format() -> None:
 
 
 def test_oracle_mxfp4_quantizer_matches_edgemoe_format() -> None:
-    from edgemoe.format import quantize_mxfp4_blocks
+    from edgemoe.quant import quantize_mxfp4_blocks
 
     rng = np.random.default_rng(1)
     w = (0.35 * rng.standard_normal((3, 8, 96))).astype(np.float32)

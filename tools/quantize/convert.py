@@ -13,13 +13,11 @@ import numpy as np
 
 from edgemoe import __version__
 from edgemoe.errors import ConversionError, ModelFormatError
-from edgemoe.format import (
-    BLOCK_TYPES,
-    DENSE_TYPES,
-    QK,
+from edgemoe.format import BLOCK_TYPES, DENSE_TYPES, TensorSpec
+from edgemoe.quant import QK
+from edgemoe.writer import (
     RANKS_TENSOR,
     ModelWriter,
-    TensorSpec,
     default_tensor_type,
     make_meta,
     tokenizer_header,

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from edgemoe.errors import ConversionError
-from edgemoe.format import encode_tensor, quantize_mxfp4_blocks
+from edgemoe.quant import encode_tensor, quantize_mxfp4_blocks
 
 from .safetensors_io import Checkpoint
 from .sources import DenseExpertSource, FloatSource, Mxfp4Source, Source
