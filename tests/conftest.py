@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from models import write_random_model
 
-DATA = Path(__file__).resolve().parent / "data"
+VOCAB = Path(__file__).resolve().parent.parent / "tools/quantize/data/o200k_base.tiktoken.gz"
 HARMONY_EOS = [200002, 199999, 200012]
 
 
@@ -23,7 +23,7 @@ def chat_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     so text, generation and harmony chat run end to end (the text is random)."""
     from edgemoe.tokenizer import spec_from_tiktoken_file
 
-    spec = spec_from_tiktoken_file(DATA / "o200k_base.tiktoken.gz")
+    spec = spec_from_tiktoken_file(VOCAB)
     return write_random_model(
         tmp_path_factory.mktemp("chat") / "chat.bin",
         seed=2,

@@ -395,7 +395,7 @@ def test_tokenizer_too_big(tmp_path: Path, mx_dir: Path, fake_tokenizer: list[An
     assert not (tmp_path / "m.bin").exists()
 
 
-O200K = ROOT / "tests" / "data" / "o200k_base.tiktoken.gz"
+O200K = ROOT / "tools" / "quantize" / "data" / "o200k_base.tiktoken.gz"
 O200K_SHA256 = "446a9538cb6c348e3516120d7c08b09f57c36495e2acfffe59a5bf8b0cfb1a2d"
 
 

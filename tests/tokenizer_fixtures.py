@@ -67,7 +67,7 @@ def _tiktoken_reference() -> dict[str, Any]:
 
 @pytest.fixture(scope="session")
 def o200k_spec() -> Any:
-    """edgemoe's TokenizerSpec read from tests/data/o200k_base.tiktoken.gz."""
+    """edgemoe's TokenizerSpec read from tools/quantize/data/o200k_base.tiktoken.gz."""
     return _edgemoe_spec()
 
 

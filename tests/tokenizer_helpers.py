@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 DATA = Path(__file__).resolve().parent / "data"
-VOCAB_GZ = DATA / "o200k_base.tiktoken.gz"
+VOCAB_GZ = DATA.parent.parent / "tools" / "quantize" / "data" / "o200k_base.tiktoken.gz"
 GOLDEN_JSON = DATA / "harmony_golden.json"
 O200K_SHA256 = "446a9538cb6c348e3516120d7c08b09f57c36495e2acfffe59a5bf8b0cfb1a2d"
 

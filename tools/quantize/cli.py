@@ -20,7 +20,11 @@ def build_parser(prog: str = "edgemoe quantize") -> argparse.ArgumentParser:
         description="Convert a Hugging Face gpt-oss checkpoint (config.json + safetensors) "
         "to one self-contained model.bin.",
     )
-    p.add_argument("hf_dir", help="checkpoint directory (config.json, *.safetensors)")
+    p.add_argument("hf_dir", nargs="?", help="checkpoint directory (config.json, *.safetensors)")
+    p.add_argument("--synthetic", metavar="PRESET",
+                   help="instead of converting, write random weights with a preset's real "
+                   "shapes: gpt-oss-tiny, gpt-oss-1b, gpt-oss-20b, gpt-oss-120b")
+    p.add_argument("--seed", type=int, default=0, help="seed of --synthetic weights (default 0)")
     p.add_argument("-o", "--output", dest="out", required=True, metavar="MODEL_BIN",
                    help="model.bin to write (replaced atomically when complete)")
     p.add_argument("--dense", choices=DENSE_TYPES, default="q8_0",
@@ -39,9 +43,29 @@ def _show_warning(message: Any, category: Any, filename: str, lineno: int,
     print(f"warning: {message}", file=sys.stderr)
 
 
+def _synthetic(args: argparse.Namespace) -> int:
+    from .synthetic import write_synthetic
+
+    try:
+        write_synthetic(args.synthetic, args.out, dense=args.dense, seed=args.seed,
+                        progress=not args.quiet)
+    except (ValueError, EdgemoeError) as e:
+        print(f"edgemoe quantize: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted; nothing was written", file=sys.stderr)
+        return 130
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the quantize command; returns the process exit status (0 on success)."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if (args.hf_dir is None) == (args.synthetic is None):
+        parser.error("give either a checkpoint directory or --synthetic PRESET")
+    if args.synthetic is not None:
+        return _synthetic(args)
     tokenizer: Any = False if args.no_tokenizer else args.tokenizer
     with warnings.catch_warnings():
         warnings.simplefilter("always")

@@ -1,0 +1,195 @@
+"""Synthetic models with real gpt-oss shapes and random weights (``--synthetic PRESET``).
+
+Real weights cannot be downloaded everywhere; speed and memory work needs a model of the
+real size. The weights are seeded random values, written straight in their stored formats
+(random MXFP4 nibbles and q8_0 integers with a fixed scale per tensor), so writing is bound
+by disk speed and memory stays flat. The scales keep activations finite (every matrix has
+roughly unit gain on a normalized input) and the router spreads tokens over all experts.
+The real o200k_harmony tokenizer is embedded, so chat and generation run end to end (the
+text is random, of course).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgemoe.format import EXPERT_PARTS, TensorSpec, expert_tensor_name, tensor_nbytes
+from edgemoe.quant import QK, to_bf16
+from edgemoe.writer import RANKS_TENSOR, ModelWriter, make_meta, tokenizer_header
+
+from .progress import Progress
+
+_ROPE = {
+    "type": "yarn", "theta": 150000.0, "factor": 32.0, "beta_fast": 32.0, "beta_slow": 1.0,
+    "original_max_position_embeddings": 4096, "truncate": False,
+}
+_COMMON: dict[str, Any] = {
+    "vocab_size": 201088, "num_experts_per_tok": 4, "rms_norm_eps": 1e-5,
+    "swiglu_limit": 7.0, "swiglu_alpha": 1.702, "max_position_embeddings": 131072,
+    "rope": _ROPE, "eos_token_ids": [200002, 199999, 200012],
+}
+
+
+def _preset(layers: int, hidden: int, ff: int, heads: int, kv: int, hd: int, experts: int,
+            window: int) -> dict[str, Any]:
+    return {
+        **_COMMON, "hidden_size": hidden, "intermediate_size": ff, "num_hidden_layers": layers,
+        "num_attention_heads": heads, "num_key_value_heads": kv, "head_dim": hd,
+        "num_local_experts": experts, "sliding_window": window,
+        "layer_types": ["sliding_attention", "full_attention"] * (layers // 2),
+    }
+
+
+#: name → FORMAT.md hparams. gpt-oss-20b and -120b are the published shapes.
+PRESETS: dict[str, dict[str, Any]] = {
+    "gpt-oss-tiny": _preset(4, 64, 64, 4, 2, 16, 8, 8),
+    "gpt-oss-1b": _preset(12, 1024, 1024, 16, 4, 64, 16, 128),
+    "gpt-oss-20b": _preset(24, 2880, 2880, 64, 8, 64, 32, 128),
+    "gpt-oss-120b": _preset(36, 2880, 2880, 64, 8, 64, 128, 128),
+}
+
+_ROWS_PER_CHUNK = 4096
+
+
+def _o200k_spec() -> Any:
+    from edgemoe.tokenizer import spec_from_tiktoken_file
+
+    vocab = resources.files("edgemoe_quantize") / "data" / "o200k_base.tiktoken.gz"
+    with resources.as_file(vocab) as p:
+        return spec_from_tiktoken_file(Path(p))
+
+
+@dataclass(frozen=True)
+class _Tensor:
+    """How to fill one tensor: its spec, the std of its values, and an offset added."""
+
+    spec: TensorSpec
+    std: float
+    mean: float = 0.0
+
+
+def _plan(hp: dict[str, Any], dense: str) -> list[_Tensor]:
+    H, FF, V = hp["hidden_size"], hp["intermediate_size"], hp["vocab_size"]
+    nh, nkv, hd, E = (hp["num_attention_heads"], hp["num_key_value_heads"], hp["head_dim"],
+                      hp["num_local_experts"])
+    out = [
+        _Tensor(TensorSpec("model.embed_tokens.weight", dense, (V, H)), 1.0),
+        _Tensor(TensorSpec("model.norm.weight", "f32", (H,)), 0.05, 1.0),
+        _Tensor(TensorSpec("lm_head.weight", dense, (V, H)), H**-0.5),
+    ]
+    for L in range(hp["num_hidden_layers"]):
+        p = f"model.layers.{L}."
+        out += [
+            _Tensor(TensorSpec(p + "input_layernorm.weight", "f32", (H,)), 0.05, 1.0),
+            _Tensor(TensorSpec(p + "post_attention_layernorm.weight", "f32", (H,)), 0.05, 1.0),
+            _Tensor(TensorSpec(p + "self_attn.sinks", "f32", (nh,)), 1.0),
+            _Tensor(TensorSpec(p + "mlp.router.weight", "f32", (E, H)), H**-0.5),
+            _Tensor(TensorSpec(p + "mlp.router.bias", "f32", (E,)), 0.1),
+            _Tensor(TensorSpec(p + "self_attn.o_proj.weight", dense, (H, nh * hd)),
+                    (nh * hd) ** -0.5),
+            _Tensor(TensorSpec(p + "self_attn.o_proj.bias", "f32", (H,)), 0.02),
+        ]
+        for name, rows in (("q", nh * hd), ("k", nkv * hd), ("v", nkv * hd)):
+            out += [
+                _Tensor(TensorSpec(p + f"self_attn.{name}_proj.weight", dense, (rows, H)),
+                        H**-0.5),
+                _Tensor(TensorSpec(p + f"self_attn.{name}_proj.bias", "f32", (rows,)), 0.02),
+            ]
+        for e in range(E):
+            shapes = {"gate_up_proj": (2 * FF, H), "gate_up_proj_bias": (2 * FF,),
+                      "down_proj": (H, FF), "down_proj_bias": (H,)}
+            for part in EXPERT_PARTS:
+                shape = shapes[part]
+                typ = "mxfp4" if len(shape) == 2 else "f32"
+                std = shape[-1] ** -0.5 if len(shape) == 2 else 0.02
+                out.append(_Tensor(TensorSpec(expert_tensor_name(L, e, part), typ, shape), std))
+    return out
+
+
+# Root mean square of the FP4 values (uniform random codes) and of uniform int8.
+_FP4_RMS = math.sqrt(np.mean(np.array([0, .5, 1, 1.5, 2, 3, 4, 6]) ** 2))
+_INT8_RMS = math.sqrt(np.mean(np.arange(-128, 128, dtype=np.float64) ** 2))
+
+
+def _mxfp4_bytes(t: _Tensor, rng: np.random.Generator) -> Iterator[np.ndarray]:
+    """Random FP4 codes (all blocks, in chunks), then one scale per block (planar layout)."""
+    rows, cols = t.spec.shape
+    groups = rows * cols // QK
+    step = _ROWS_PER_CHUNK * cols // QK
+    for g0 in range(0, groups, step):
+        yield np.frombuffer(rng.bytes(16 * min(step, groups - g0)), np.uint8)
+    yield np.full(groups, round(math.log2(t.std / _FP4_RMS)) + 127, np.uint8)
+
+
+def _q8_0_bytes(t: _Tensor, rng: np.random.Generator) -> Iterator[np.ndarray]:
+    """Random int8 values with one f16 scale per tensor, a few thousand rows at a time."""
+    rows, cols = t.spec.shape
+    d = np.frombuffer(np.float16(t.std / _INT8_RMS).tobytes(), np.uint8)
+    for r0 in range(0, rows, _ROWS_PER_CHUNK):
+        n = min(_ROWS_PER_CHUNK, rows - r0)
+        blk = np.frombuffer(rng.bytes(n * cols // QK * 34), np.uint8).reshape(-1, 34).copy()
+        blk[:, 0:2] = d
+        yield blk.reshape(-1)
+
+
+def _float_bytes(t: _Tensor, rng: np.random.Generator) -> Iterator[np.ndarray]:
+    """Normal values (mean, std) as f32 or bf16, a few thousand rows at a time."""
+    rows = t.spec.shape[0] if len(t.spec.shape) == 2 else 1
+    cols = t.spec.shape[-1]
+    for r0 in range(0, rows, _ROWS_PER_CHUNK):
+        n = min(_ROWS_PER_CHUNK, rows - r0)
+        v = np.float32(t.mean) + np.float32(t.std) * rng.standard_normal(n * cols, np.float32)
+        yield to_bf16(v) if t.spec.type == "bf16" else v
+
+
+def _tensor_bytes(t: _Tensor, rng: np.random.Generator) -> Iterator[np.ndarray]:
+    if t.spec.type == "mxfp4":
+        return _mxfp4_bytes(t, rng)
+    if t.spec.type == "q8_0":
+        return _q8_0_bytes(t, rng)
+    return _float_bytes(t, rng)
+
+
+def write_synthetic(
+    preset: str, out_path: str | Path, *, dense: str = "q8_0", seed: int = 0,
+    progress: bool = True,
+) -> int:
+    """Write the synthetic model ``preset`` to ``out_path``; returns the file's length.
+
+    Raises:
+        ValueError: unknown preset or dense type.
+    """
+    if preset not in PRESETS:
+        raise ValueError(f"unknown synthetic preset {preset!r} (known: {', '.join(PRESETS)})")
+    if dense not in ("q8_0", "bf16", "f32"):
+        raise ValueError(f"--dense must be q8_0, bf16 or f32, got {dense!r}")
+    hp = PRESETS[preset]
+    plan = _plan(hp, dense)
+    tok = _o200k_spec()
+    blob = tok.ranks_blob()
+    specs = [t.spec for t in plan] + [TensorSpec(RANKS_TENSOR, "u8", (len(blob),))]
+    source = {"converter": "edgemoe synthetic", "preset": preset, "seed": seed,
+              "dense_type": dense, "weights": "random (not a trained model)"}
+    meta = make_meta(hp, tokenizer_header(tok), source)
+    total = sum(tensor_nbytes(s.type, s.shape) for s in specs)
+    bar = Progress(total, enabled=progress)
+    with ModelWriter(out_path, meta, specs) as w:
+        for i, t in enumerate(plan):
+            rng = np.random.default_rng([seed, i])
+            w.write_tensor(t.spec.name, _tensor_bytes(t, rng))
+            bar.advance(tensor_nbytes(t.spec.type, t.spec.shape), t.spec.name)
+        w.write_tensor(RANKS_TENSOR, blob)
+        bar.advance(len(blob), RANKS_TENSOR)
+        length = w.file_length
+    seconds = bar.finish()
+    if progress:
+        print(f"wrote {out_path}: {length / 1e9:.2f} GB in {seconds:.1f} s", file=sys.stderr)
+    return length
