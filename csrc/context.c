@@ -91,7 +91,7 @@ int edgemoe_context_new(edgemoe_model *model, int32_t n_ctx, int32_t n_threads,
     edgemoe_context *ctx = calloc(1, sizeof *ctx);
     if (!ctx) return error_write(err, err_len, EDGEMOE_ERR_NOMEM, "out of memory for a context");
     ctx->model = model;
-    ctx->kernels = kernels_get();
+    ctx->kernels = model->kernels;
     ctx->n_ctx = n_ctx;
     ctx->n_threads = n_threads > 0 ? n_threads : 1;   /* the reference path is single-threaded */
     if (!context_alloc(ctx)) {

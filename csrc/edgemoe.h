@@ -60,14 +60,25 @@ const char *edgemoe_status_string(int status);
 /* Version of this C core, e.g. "0.1.0". */
 const char *edgemoe_version(void);
 
-/* Name of the kernel set in use ("reference", later "avx2", "avx512", "neon", ...). */
+/*
+ * Name of the kernel set a model opened now would use: "reference", "avx2" or "neon" —
+ * the one named by the environment variable EDGEMOE_KERNELS (reference|avx2|neon|auto;
+ * unset, empty or "auto" = the best this CPU runs), or "invalid" when that value is
+ * unknown or cannot run here (edgemoe_model_open then fails, naming the variable).
+ * The CPU is probed once; the variable is read on every call. Never NULL.
+ */
 const char *edgemoe_kernels_name(void);
+
+/* Name of the kernel set an open model uses (chosen when it was opened). "" for NULL. */
+const char *edgemoe_model_kernels_name(const edgemoe_model *model);
 
 /*
  * Open and validate a model.bin.
  * Success: returns EDGEMOE_OK and stores a new model in *out (free with edgemoe_model_free).
  * Failure: returns an error status, leaves *out NULL, and writes a NUL-terminated message
  * naming the file and the field at fault into err (at most err_len bytes, may be NULL).
+ * The model's kernel set is chosen here (see edgemoe_kernels_name): EDGEMOE_ERR_ARG if
+ * EDGEMOE_KERNELS names a set that does not exist or cannot run on this CPU.
  */
 int edgemoe_model_open(const char *path, edgemoe_model **out, char *err, size_t err_len);
 
@@ -113,6 +124,37 @@ int edgemoe_context_truncate(edgemoe_context *ctx, int32_t n_past);
 
 /* Message of the last failed call on this context ("" if none). Never NULL. */
 const char *edgemoe_context_error(const edgemoe_context *ctx);
+
+/*
+ * Kernel sets called directly, for tests and benchmarks (the forward pass uses the set its
+ * model chose at open). `kernels` names a set as EDGEMOE_KERNELS does ("reference", "avx2",
+ * "neon" or "auto"). Each call returns EDGEMOE_OK; EDGEMOE_ERR_ARG for an unknown set name, a
+ * NULL pointer or a bad size; EDGEMOE_ERR_UNSUPPORTED if the set cannot run on this CPU or
+ * build; EDGEMOE_ERR_NOMEM.
+ */
+
+/* 1 if the kernel set `name` exists and runs on this CPU, else 0. */
+int edgemoe_kernels_available(const char *name);
+
+/*
+ * y[rows] = W[rows, cols] · x[cols], W given as the bytes of a tensor of edgemoe type `type`
+ * (EDGEMOE_TYPE_* of format.h: 0 f32, 1 f16, 2 bf16, 4 q8_0, 5 mxfp4) in FORMAT.md's layout,
+ * not necessarily aligned; cols a multiple of 32 for q8_0 and mxfp4.
+ */
+int edgemoe_kernel_matvec(const char *kernels, int type, const uint8_t *w, int64_t rows,
+                          int64_t cols, const float *x, float *y);
+
+/* *out = Σ a[i]·b[i] for i < n (attention scores). */
+int edgemoe_kernel_dot(const char *kernels, const float *a, const float *b, int64_t n,
+                       double *out);
+
+/* out[d] = Σ_j p[j]·rows[j·stride + d] for d < dim, j < n (attention values); stride >= dim. */
+int edgemoe_kernel_weighted_sum(const char *kernels, float *out, const float *p,
+                                const float *rows, int64_t stride, int64_t n, int64_t dim);
+
+/* out[i] = w[i]·x[i] / sqrt(mean(x²) + eps) for i < n (n >= 1; out may alias x). */
+int edgemoe_kernel_rmsnorm(const char *kernels, float *out, const float *x, const float *w,
+                           int64_t n, float eps);
 
 /* CDEF-END */
 

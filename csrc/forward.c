@@ -31,7 +31,7 @@ static void linear(edgemoe_context *ctx, const tensor *w, const tensor *b, const
 /* out[H] = rmsnorm(x[H]) with weight w. */
 static void norm(edgemoe_context *ctx, const tensor *w, const float *x, float *out) {
     dequantize_row(w, 0, ctx->vec);
-    rmsnorm(out, x, ctx->vec, w->cols, ctx->model->hp.rms_norm_eps);
+    ctx->kernels->rmsnorm(out, x, ctx->vec, w->cols, ctx->model->hp.rms_norm_eps);
 }
 
 /* Row of the cache for (layer, pos): [KV] floats. */
@@ -68,16 +68,14 @@ static void attention_head(edgemoe_context *ctx, int32_t layer, int h, int32_t f
     const int32_t n = pos - first + 1;
     for (int32_t j = 0; j < n; j++) {
         const float *k = kv_row(ctx, ctx->k_cache, layer, first + j) + (size_t)kv_head * (size_t)hd;
-        ctx->scores[j] = (float)(dot_f32(q, k, hd) * scale);
+        ctx->scores[j] = (float)(ctx->kernels->dot(q, k, hd) * scale);
     }
     ctx->scores[n] = ctx->sinks[h];
     softmax(ctx->scores, n + 1);
-    for (int d = 0; d < hd; d++) ctx->att_acc[d] = 0.0;
-    for (int32_t j = 0; j < n; j++) {
-        const float *v = kv_row(ctx, ctx->v_cache, layer, first + j) + (size_t)kv_head * (size_t)hd;
-        for (int d = 0; d < hd; d++) ctx->att_acc[d] += (double)ctx->scores[j] * (double)v[d];
-    }
-    for (int d = 0; d < hd; d++) out[d] = (float)ctx->att_acc[d];
+    /* the value rows of positions first..pos are kv_dim floats apart in the cache */
+    const float *v = kv_row(ctx, ctx->v_cache, layer, first) + (size_t)kv_head * (size_t)hd;
+    const size_t kv_dim = (size_t)hp->n_head_kv * (size_t)hd;
+    ctx->kernels->weighted_sum(out, ctx->scores, v, kv_dim, n, hd, ctx->att_acc);
 }
 
 /* x += o_proj(attention(rmsnorm(x))) for one layer; stores this position's k and v. */

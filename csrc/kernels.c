@@ -1,44 +1,233 @@
 /*
- * kernels.c — choose the kernel table at run time.
+ * kernels.c — choose the kernel table at run time, and the edgemoe_kernel_* entry points
+ * that let tests and benchmarks call one kernel of a chosen set directly.
  *
- * Candidates are listed best first; each has a test for the CPU it needs. Today only the
- * scalar reference exists. The choice is recomputed on every call (a getenv and a short
- * loop), which keeps it free of global state; contexts call it once when created.
+ * Every set this library knows is listed in KNOWN, best first. A set is *built* when the
+ * library was compiled for its architecture (the table exists) and *runnable* when, in
+ * addition, the CPU has the instructions it needs. The CPU is probed once; the result is
+ * cached in an atomic (the probe is a pure function of the CPU, so threads racing to fill the
+ * cache store the same value; no pthread or <threads.h> needed).
+ *
+ * EDGEMOE_KERNELS is read each time a model is opened (the tests switch it between models);
+ * "auto", empty or unset pick the first runnable set of KNOWN.
  */
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "edgemoe.h"
 #include "kernels.h"
+#include "kernels_isa.h"
 #include "kernels_ref.h"
 
-typedef struct kernel_candidate {
-    const kernel_table *table;
-    int (*available)(void);   /* 1 if this CPU can run the table */
-} kernel_candidate;
+/* ---------------------------------------------------------------------------------------
+ * What this CPU can run
+ */
 
-static int always_available(void) { return 1; }
-
-/* Best first; the reference must stay last (it always runs). */
-static const kernel_candidate CANDIDATES[] = {
-    {&KERNELS_REFERENCE, always_available},
+enum {
+    CPU_PROBED = 1,    /* the cache below is filled */
+    CPU_AVX2 = 2,      /* AVX2 + FMA + F16C, with OS support for the YMM state */
+    CPU_NEON = 4,      /* arm64 Advanced SIMD */
 };
-#define N_CANDIDATES (sizeof CANDIDATES / sizeof CANDIDATES[0])
 
-const kernel_table *kernels_get(void) {
-    const char *wanted = getenv("EDGEMOE_KERNELS");
-    if (wanted && *wanted) {
-        for (size_t i = 0; i < N_CANDIDATES; i++) {
-            if (strcmp(CANDIDATES[i].table->name, wanted) == 0 && CANDIDATES[i].available())
-                return CANDIDATES[i].table;
+static atomic_int cpu_flags_cache;   /* 0 until the first probe */
+
+static int cpu_probe(void) {
+    int flags = CPU_PROBED;
+#if defined(EDGEMOE_BUILD_AVX2) && defined(__GNUC__)
+    /* libgcc's cpu detection checks the OS has enabled the AVX state (XGETBV) too. */
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")
+        && __builtin_cpu_supports("f16c"))
+        flags |= CPU_AVX2;
+#endif
+#if defined(EDGEMOE_BUILD_NEON)
+    flags |= CPU_NEON;
+#endif
+    return flags;
+}
+
+static int cpu_flags(void) {
+    int flags = atomic_load_explicit(&cpu_flags_cache, memory_order_relaxed);
+    if (flags == 0) {
+        flags = cpu_probe();
+        atomic_store_explicit(&cpu_flags_cache, flags, memory_order_relaxed);
+    }
+    return flags;
+}
+
+/* ---------------------------------------------------------------------------------------
+ * The sets
+ */
+
+typedef struct kernel_set {
+    const char *name;
+    const kernel_table *table;   /* NULL when not built for this architecture */
+    int cpu_needs;               /* CPU_* flags the set needs */
+    const char *needs;           /* for messages */
+} kernel_set;
+
+/* Best first; the reference stays last (it runs everywhere). */
+static const kernel_set KNOWN[] = {
+#if defined(EDGEMOE_BUILD_AVX2)
+    {"avx2", &KERNELS_AVX2, CPU_AVX2, "an x86-64 CPU with AVX2, FMA and F16C"},
+#else
+    {"avx2", NULL, CPU_AVX2, "an x86-64 CPU with AVX2, FMA and F16C"},
+#endif
+#if defined(EDGEMOE_BUILD_NEON)
+    {"neon", &KERNELS_NEON, CPU_NEON, "an arm64 CPU"},
+#else
+    {"neon", NULL, CPU_NEON, "an arm64 CPU"},
+#endif
+    {"reference", &KERNELS_REFERENCE, 0, "nothing"},
+};
+#define N_KNOWN (sizeof KNOWN / sizeof KNOWN[0])
+
+static int set_runnable(const kernel_set *s) {
+    return s->table && (cpu_flags() & s->cpu_needs) == s->cpu_needs;
+}
+
+static int is_auto(const char *name) {
+    return !name || !*name || strcmp(name, "auto") == 0;
+}
+
+int kernels_find(const char *name, const kernel_table **out) {
+    *out = NULL;
+    for (size_t i = 0; i < N_KNOWN; i++) {
+        if (is_auto(name) ? set_runnable(&KNOWN[i]) : strcmp(KNOWN[i].name, name) == 0) {
+            if (!set_runnable(&KNOWN[i])) return EDGEMOE_ERR_UNSUPPORTED;
+            *out = KNOWN[i].table;
+            return EDGEMOE_OK;
         }
     }
-    for (size_t i = 0; i < N_CANDIDATES; i++) {
-        if (CANDIDATES[i].available()) return CANDIDATES[i].table;
+    return EDGEMOE_ERR_ARG;   /* "auto" always finds the reference, so this is an unknown name */
+}
+
+/* "avx2, reference": the sets runnable here, for messages. */
+static void runnable_list(char *buf, size_t len) {
+    size_t used = 0;
+    buf[0] = '\0';
+    for (size_t i = 0; i < N_KNOWN; i++) {
+        if (!set_runnable(&KNOWN[i])) continue;
+        int n = snprintf(buf + used, len - used, "%s%s", used ? ", " : "", KNOWN[i].name);
+        if (n < 0 || (size_t)n >= len - used) return;
+        used += (size_t)n;
     }
-    return &KERNELS_REFERENCE;
+}
+
+static int error_write(char *buf, size_t len, int status, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 4, 5)))
+#endif
+    ;
+
+static int error_write(char *buf, size_t len, int status, const char *fmt, ...) {
+    if (buf && len) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(buf, len, fmt, ap);
+        va_end(ap);
+    }
+    return status;
+}
+
+int kernels_from_env(const kernel_table **out, char *err, size_t err_len) {
+    const char *wanted = getenv("EDGEMOE_KERNELS");
+    int rc = kernels_find(wanted, out);
+    if (rc == EDGEMOE_OK) return rc;
+    char runnable[128];
+    runnable_list(runnable, sizeof runnable);
+    if (rc == EDGEMOE_ERR_ARG)
+        return error_write(err, err_len, rc,
+                           "EDGEMOE_KERNELS='%.64s' is not a kernel set (use auto, reference, avx2 "
+                           "or neon; this CPU runs: %s)", wanted, runnable);
+    const kernel_set *set = NULL;
+    for (size_t i = 0; i < N_KNOWN; i++)
+        if (strcmp(KNOWN[i].name, wanted) == 0) set = &KNOWN[i];
+    /* a set this CPU cannot run is as much a bad setting as an unknown name: ERR_ARG both */
+    return error_write(err, err_len, EDGEMOE_ERR_ARG,
+                       "EDGEMOE_KERNELS='%s' cannot run here: it needs %s%s (this CPU runs: %s)",
+                       wanted, set ? set->needs : "?",
+                       set && !set->table ? " and this build is for another architecture" : "",
+                       runnable);
 }
 
 const char *edgemoe_kernels_name(void) {
-    return kernels_get()->name;
+    const kernel_table *t;
+    return kernels_find(getenv("EDGEMOE_KERNELS"), &t) == EDGEMOE_OK ? t->name : "invalid";
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Direct calls, for tests and benchmarks
+ */
+
+int edgemoe_kernels_available(const char *name) {
+    const kernel_table *t;
+    return kernels_find(name, &t) == EDGEMOE_OK;
+}
+
+/* The table named kernels, or a status: ERR_ARG for a NULL or unknown name. */
+static int table_for_call(const char *kernels, const kernel_table **out) {
+    if (!kernels) {
+        *out = NULL;
+        return EDGEMOE_ERR_ARG;
+    }
+    return kernels_find(kernels, out);
+}
+
+static int is_weight_type(int type) {
+    return type == EDGEMOE_TYPE_F32 || type == EDGEMOE_TYPE_F16 || type == EDGEMOE_TYPE_BF16
+           || type == EDGEMOE_TYPE_Q8_0 || type == EDGEMOE_TYPE_MXFP4;
+}
+
+int edgemoe_kernel_matvec(const char *kernels, int type, const uint8_t *w, int64_t rows,
+                          int64_t cols, const float *x, float *y) {
+    const kernel_table *t;
+    int rc = table_for_call(kernels, &t);
+    if (rc) return rc;
+    if (!is_weight_type(type) || !w || !x || !y || rows < 0 || cols < 0) return EDGEMOE_ERR_ARG;
+    if ((type == EDGEMOE_TYPE_Q8_0 || type == EDGEMOE_TYPE_MXFP4) && cols % 32 != 0)
+        return EDGEMOE_ERR_ARG;
+    if ((uint64_t)cols > SIZE_MAX / sizeof(float)) return EDGEMOE_ERR_ARG;
+    float *work = malloc(cols ? (size_t)cols * sizeof(float) : 1);
+    if (!work) return EDGEMOE_ERR_NOMEM;
+    const tensor view = {.data = w, .type = type, .rows = rows, .cols = cols};
+    t->matvec[type](&view, x, y, work);
+    free(work);
+    return EDGEMOE_OK;
+}
+
+int edgemoe_kernel_dot(const char *kernels, const float *a, const float *b, int64_t n,
+                       double *out) {
+    const kernel_table *t;
+    int rc = table_for_call(kernels, &t);
+    if (rc) return rc;
+    if (!a || !b || !out || n < 0) return EDGEMOE_ERR_ARG;
+    *out = t->dot(a, b, n);
+    return EDGEMOE_OK;
+}
+
+int edgemoe_kernel_weighted_sum(const char *kernels, float *out, const float *p,
+                                const float *rows, int64_t stride, int64_t n, int64_t dim) {
+    const kernel_table *t;
+    int rc = table_for_call(kernels, &t);
+    if (rc) return rc;
+    if (!out || !p || !rows || n < 0 || dim < 0 || stride < dim) return EDGEMOE_ERR_ARG;
+    if ((uint64_t)dim > SIZE_MAX / sizeof(double)) return EDGEMOE_ERR_ARG;
+    double *acc = malloc(dim ? (size_t)dim * sizeof(double) : 1);
+    if (!acc) return EDGEMOE_ERR_NOMEM;
+    t->weighted_sum(out, p, rows, (size_t)stride, n, dim, acc);
+    free(acc);
+    return EDGEMOE_OK;
+}
+
+int edgemoe_kernel_rmsnorm(const char *kernels, float *out, const float *x, const float *w,
+                           int64_t n, float eps) {
+    const kernel_table *t;
+    int rc = table_for_call(kernels, &t);
+    if (rc) return rc;
+    if (!out || !x || !w || n < 1) return EDGEMOE_ERR_ARG;
+    t->rmsnorm(out, x, w, n, eps);
+    return EDGEMOE_OK;
 }

@@ -1,14 +1,27 @@
 /*
  * kernels.h — the weight view the kernels read, and the kernel dispatch table.
  *
- * The forward pass calls matrix-vector products through a kernel_table so that faster
- * twins (AVX2, AVX-512, NEON) can be chosen at run time. Today only the scalar reference
- * table exists (kernels_ref.c); EDGEMOE_KERNELS=reference will keep forcing it once others
- * are added.
+ * The forward pass calls its hot loops (matrix-vector products, attention dot products and
+ * weighted sums, RMSNorm) through a kernel_table chosen at run time:
+ *
+ *   "reference"  kernels_ref.c    scalar, weights dequantized exactly, sums in double; the
+ *                                 numerical ground truth, runs everywhere
+ *   "avx2"       kernels_avx2.c   x86-64 with AVX2 + FMA + F16C (compiled with a target
+ *                                 attribute, so one build runs on any x86-64)
+ *   "neon"       kernels_neon.c   arm64 (NEON is baseline there)
+ *
+ * Every fast kernel keeps activations in f32 and dequantizes weights to the exact values the
+ * reference uses; it differs from the reference only in summation order and in accumulating
+ * in f32 (tests/test_kernels.py states the tolerances).
+ *
+ * Selection (kernels.c): EDGEMOE_KERNELS=reference|avx2|neon|auto, read when a model is
+ * opened; unset, empty or "auto" picks the best set this CPU runs. An unknown name, or a set
+ * this CPU cannot run, makes edgemoe_model_open fail with a message naming the variable.
  */
 #ifndef EDGEMOE_KERNELS_H
 #define EDGEMOE_KERNELS_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "format.h"
@@ -18,6 +31,7 @@
  * A 2-D weight W[rows, cols] maps x[cols] to y[rows]; a 1-D tensor has rows = 1.
  * Layout by type (FORMAT.md): plain row-major for f32/f16/bf16; q8_0 rows of cols/32
  * blocks; mxfp4 all rows' 16-byte groups first, then all rows' scale bytes.
+ * Nothing is assumed about the alignment of data.
  */
 typedef struct tensor {
     const uint8_t *data; /* first byte of the tensor in the mapping */
@@ -29,16 +43,41 @@ typedef struct tensor {
 /* y[rows] = W[rows, cols] · x[cols]. work: scratch of at least cols floats. */
 typedef void (*matvec_fn)(const tensor *w, const float *x, float *y, float *work);
 
-/* One set of kernels. */
+/* Σ a[i]·b[i] for i < n (the attention scores q·k). */
+typedef double (*dot_fn)(const float *a, const float *b, int64_t n);
+
+/*
+ * out[d] = Σ_j p[j] · rows[j·stride + d] for d < dim, j < n (attention: the softmax-weighted
+ * sum of the value rows). acc: scratch of dim doubles (the reference accumulates in it).
+ */
+typedef void (*weighted_sum_fn)(float *out, const float *p, const float *rows, size_t stride,
+                                int64_t n, int64_t dim, double *acc);
+
+/* out[i] = w[i] · x[i] / sqrt(mean(x²) + eps) for i < n (out may alias x). */
+typedef void (*rmsnorm_fn)(float *out, const float *x, const float *w, int64_t n, float eps);
+
+/* One set of kernels. Every entry is non-NULL except matvec of a non-weight type (u8). */
 typedef struct kernel_table {
-    const char *name;                       /* "reference", ... */
-    matvec_fn matvec[EDGEMOE_TYPE_COUNT];   /* by weight type; NULL where a type is not a weight (u8) */
+    const char *name;                       /* "reference", "avx2", "neon" */
+    matvec_fn matvec[EDGEMOE_TYPE_COUNT];   /* by weight type */
+    dot_fn dot;
+    weighted_sum_fn weighted_sum;
+    rmsnorm_fn rmsnorm;
 } kernel_table;
 
 /*
- * The kernel set to use: the one named by the environment variable EDGEMOE_KERNELS if it is
- * set and available here, else the best available on this CPU. Never NULL.
+ * The kernel set named by `name` ("reference", "avx2", "neon", or "auto" / NULL / "" for the
+ * best this CPU runs) into *out. Returns EDGEMOE_OK; EDGEMOE_ERR_ARG for a name that is not a
+ * kernel set; EDGEMOE_ERR_UNSUPPORTED for a set this build or CPU cannot run (*out NULL then).
  */
-const kernel_table *kernels_get(void);
+int kernels_find(const char *name, const kernel_table **out);
+
+/*
+ * The kernel set EDGEMOE_KERNELS asks for (see kernels_find) into *out. Returns EDGEMOE_OK, or
+ * EDGEMOE_ERR_ARG for a name that is not a kernel set or a set that cannot run here, with a
+ * message naming the variable, its value and the sets this CPU runs in err (err_len bytes,
+ * may be NULL); *out is NULL then.
+ */
+int kernels_from_env(const kernel_table **out, char *err, size_t err_len);
 
 #endif /* EDGEMOE_KERNELS_H */

@@ -147,6 +147,9 @@ const kernel_table KERNELS_REFERENCE = {
         [EDGEMOE_TYPE_Q8_0] = matvec_f32_q8_0,
         [EDGEMOE_TYPE_MXFP4] = matvec_f32_mxfp4,
     },
+    .dot = dot_f32,
+    .weighted_sum = weighted_sum,
+    .rmsnorm = rmsnorm,
 };
 
 /* ---------------------------------------------------------------------------------------
@@ -165,6 +168,16 @@ void vec_add(float *y, const float *x, int64_t n) {
 
 void vec_axpy(float *y, float a, const float *x, int64_t n) {
     for (int64_t i = 0; i < n; i++) y[i] += a * x[i];
+}
+
+void weighted_sum(float *out, const float *p, const float *rows, size_t stride, int64_t n,
+                  int64_t dim, double *acc) {
+    for (int64_t d = 0; d < dim; d++) acc[d] = 0.0;
+    for (int64_t j = 0; j < n; j++) {
+        const float *v = rows + (size_t)j * stride;
+        for (int64_t d = 0; d < dim; d++) acc[d] += (double)p[j] * (double)v[d];
+    }
+    for (int64_t d = 0; d < dim; d++) out[d] = (float)acc[d];
 }
 
 void rmsnorm(float *out, const float *x, const float *w, int64_t n, float eps) {

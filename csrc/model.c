@@ -199,7 +199,13 @@ int edgemoe_model_open(const char *path, edgemoe_model **out, char *err, size_t 
         return loader_fail(&ld, EDGEMOE_ERR_NOMEM, "out of memory");
     }
     m->path = strcpy(path_copy, path);
-    int rc = model_load(&ld, m);
+    char msg[256];
+    int rc = kernels_from_env(&m->kernels, msg, sizeof msg);
+    if (rc != EDGEMOE_OK) {
+        edgemoe_model_free(m);
+        return loader_fail(&ld, rc, "%s", msg);
+    }
+    rc = model_load(&ld, m);
     json_free(&ld.doc);
     tensors_release(&ld);
     if (rc != EDGEMOE_OK) {
@@ -223,6 +229,10 @@ int edgemoe_model_get_info(const edgemoe_model *model, edgemoe_model_info *out) 
     if (!model || !out) return EDGEMOE_ERR_ARG;
     *out = model->info;
     return EDGEMOE_OK;
+}
+
+const char *edgemoe_model_kernels_name(const edgemoe_model *model) {
+    return model ? model->kernels->name : "";
 }
 
 const char *edgemoe_status_string(int status) {

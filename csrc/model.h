@@ -72,6 +72,7 @@ typedef struct layer_weights {
 
 struct edgemoe_model {
     char *path;                /* as given to edgemoe_model_open, for messages */
+    const kernel_table *kernels; /* chosen at open from EDGEMOE_KERNELS (kernels.h) */
     const uint8_t *map;        /* the whole file, mapped read-only */
     size_t map_size;
     hparams hp;

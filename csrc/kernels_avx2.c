@@ -1,0 +1,633 @@
+/*
+ * kernels_avx2.c — the "avx2" kernel set: AVX2 + FMA + F16C twins of kernels_ref.c.
+ *
+ * Compiled with the same flags as every other file (no -march): the instruction set is
+ * enabled for this file only, by a target pragma, and kernels.c hands out KERNELS_AVX2 only
+ * after checking the CPU. On other architectures the file compiles to nothing.
+ *
+ * Numerics (the contract tests/test_kernels.py checks): activations stay f32, every weight is
+ * dequantized to exactly the value the reference computes, and products are accumulated in
+ * f32 with FMA in several independent sums; only the summation order and f32 rounding of the
+ * partial sums differ from the reference. Block scales are applied to a block's partial sum
+ * (d · Σ q·x), which equals Σ (d·q)·x up to rounding because d·q is exact in f32 — except
+ * where d·q would overflow or be subnormal, which only mxfp4 scale bytes outside 2..252 can
+ * make happen: rows with such a byte take a per-element route, so infinities and NaNs appear
+ * exactly where the reference has them (see the mxfp4 section).
+ *
+ * Unaligned data: weights are read through the *_u vector types (alignment 1) or memcpy.
+ */
+#if defined(__x86_64__) || defined(_M_X64)
+
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx2,fma,f16c"))), apply_to = function)
+#else
+#pragma GCC target("avx2,fma,f16c")
+#endif
+
+#include <immintrin.h>
+#include <math.h>
+#include <string.h>
+
+#include "kernels_isa.h"
+#include "kernels_ref.h"
+
+#define INLINE static inline __attribute__((always_inline))
+
+/* ---------------------------------------------------------------------------------------
+ * Small helpers
+ */
+
+INLINE float hsum_ps(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+INLINE double hsum_pd(__m256d v) {
+    __m128d s = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
+    s = _mm_add_sd(s, _mm_unpackhi_pd(s, s));
+    return _mm_cvtsd_f64(s);
+}
+
+INLINE __m256 load8_f32(const uint8_t *p) {
+    return _mm256_castsi256_ps(_mm256_loadu_si256((const __m256i_u *)p));
+}
+
+INLINE float load_f32(const uint8_t *p) {
+    float v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+INLINE uint16_t load_u16(const uint8_t *p) {
+    uint16_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+/*
+ * Ask for the weight bytes PREFETCH_DISTANCE ahead of p. Weights stream from DRAM once per
+ * token; without this the loads wait on memory and the arithmetic on the loads (measured on
+ * Zen 3: q8_0 7 GB/s instead of 11 GB/s for a 219 MB matrix). A prefetch never faults, and
+ * the address is formed as an integer, so running past the tensor's end is harmless.
+ */
+#define PREFETCH_DISTANCE 4096
+
+INLINE void prefetch_ahead(const uint8_t *p) {
+    _mm_prefetch((const char *)((uintptr_t)p + PREFETCH_DISTANCE), _MM_HINT_T0);
+}
+
+/* The low 8 int8 of v → 8 f32 (exact). */
+INLINE __m256 i8x8_to_ps(__m128i v) {
+    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v));
+}
+
+/* ---------------------------------------------------------------------------------------
+ * matvec, f32 weights. Rows are handled four at a time (x loaded once for all four); the
+ * column tail that is not a multiple of 8 is summed in scalar f32.
+ */
+
+INLINE void rows_f32(const uint8_t *row0, size_t row_bytes, int64_t cols, const float *x,
+                     float *y, const int nr) {
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                     _mm256_setzero_ps()};
+    __m256 acc2[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                      _mm256_setzero_ps()};
+    int64_t c = 0;
+    for (; c + 16 <= cols; c += 16) {
+        const __m256 x0 = _mm256_loadu_ps(x + c), x1 = _mm256_loadu_ps(x + c + 8);
+        for (int i = 0; i < nr; i++) {
+            const uint8_t *w = row0 + (size_t)i * row_bytes + (size_t)c * 4;
+            prefetch_ahead(w);
+            acc[i] = _mm256_fmadd_ps(load8_f32(w), x0, acc[i]);
+            acc2[i] = _mm256_fmadd_ps(load8_f32(w + 32), x1, acc2[i]);
+        }
+    }
+    for (; c + 8 <= cols; c += 8) {
+        const __m256 x0 = _mm256_loadu_ps(x + c);
+        for (int i = 0; i < nr; i++)
+            acc[i] = _mm256_fmadd_ps(load8_f32(row0 + (size_t)i * row_bytes + (size_t)c * 4), x0,
+                                     acc[i]);
+    }
+    for (int i = 0; i < nr; i++) {
+        const uint8_t *w = row0 + (size_t)i * row_bytes;
+        float sum = hsum_ps(_mm256_add_ps(acc[i], acc2[i]));
+        for (int64_t t = c; t < cols; t++) sum += load_f32(w + (size_t)t * 4) * x[t];
+        y[i] = sum;
+    }
+}
+
+static void matvec_f32_f32_avx2(const tensor *w, const float *x, float *y, float *work) {
+    (void)work;
+    const size_t row_bytes = (size_t)w->cols * 4;
+    int64_t r = 0;
+    for (; r + 4 <= w->rows; r += 4)
+        rows_f32(w->data + (size_t)r * row_bytes, row_bytes, w->cols, x, y + r, 4);
+    for (; r < w->rows; r++)
+        rows_f32(w->data + (size_t)r * row_bytes, row_bytes, w->cols, x, y + r, 1);
+}
+
+/* ---------------------------------------------------------------------------------------
+ * matvec, f16 weights: F16C converts 8 halves at a time (exactly).
+ */
+
+INLINE void rows_f16(const uint8_t *row0, size_t row_bytes, int64_t cols, const float *x,
+                     float *y, const int nr) {
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                     _mm256_setzero_ps()};
+    int64_t c = 0;
+    for (; c + 8 <= cols; c += 8) {
+        const __m256 x0 = _mm256_loadu_ps(x + c);
+        for (int i = 0; i < nr; i++) {
+            const uint8_t *w = row0 + (size_t)i * row_bytes + (size_t)c * 2;
+            if (c % 32 == 0) prefetch_ahead(w);
+            acc[i] = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i_u *)w)), x0,
+                                     acc[i]);
+        }
+    }
+    for (int i = 0; i < nr; i++) {
+        const uint8_t *w = row0 + (size_t)i * row_bytes;
+        float sum = hsum_ps(acc[i]);
+        for (int64_t t = c; t < cols; t++) sum += half_to_float(load_u16(w + (size_t)t * 2)) * x[t];
+        y[i] = sum;
+    }
+}
+
+static void matvec_f32_f16_avx2(const tensor *w, const float *x, float *y, float *work) {
+    (void)work;
+    const size_t row_bytes = (size_t)w->cols * 2;
+    int64_t r = 0;
+    for (; r + 4 <= w->rows; r += 4)
+        rows_f16(w->data + (size_t)r * row_bytes, row_bytes, w->cols, x, y + r, 4);
+    for (; r < w->rows; r++)
+        rows_f16(w->data + (size_t)r * row_bytes, row_bytes, w->cols, x, y + r, 1);
+}
+
+/* ---------------------------------------------------------------------------------------
+ * matvec, bf16 weights. 16 bf16 loaded as 8 32-bit lanes hold element 2k in the low half of
+ * lane k and element 2k+1 in the high half: masking gives the odd elements as f32 and a
+ * 16-bit shift the even ones, with no shuffle. x is therefore deinterleaved once per call
+ * into work: for each chunk of 16, its 8 even-indexed then its 8 odd-indexed elements.
+ */
+
+static void deinterleave_16(const float *x, int64_t cols, float *out) {
+    for (int64_t c = 0; c + 16 <= cols; c += 16) {
+        for (int k = 0; k < 8; k++) {
+            out[c + k] = x[c + 2 * k];
+            out[c + 8 + k] = x[c + 2 * k + 1];
+        }
+    }
+}
+
+INLINE void rows_bf16(const uint8_t *row0, size_t row_bytes, int64_t cols, const float *x,
+                      const float *xd, float *y, const int nr) {
+    const __m256i high_half = _mm256_set1_epi32((int)0xFFFF0000u);
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                     _mm256_setzero_ps()};
+    __m256 acc2[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                      _mm256_setzero_ps()};
+    int64_t c = 0;
+    for (; c + 16 <= cols; c += 16) {
+        const __m256 x_even = _mm256_loadu_ps(xd + c), x_odd = _mm256_loadu_ps(xd + c + 8);
+        for (int i = 0; i < nr; i++) {
+            const uint8_t *w = row0 + (size_t)i * row_bytes + (size_t)c * 2;
+            prefetch_ahead(w);
+            const __m256i v = _mm256_loadu_si256((const __m256i_u *)w);
+            const __m256 even = _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
+            const __m256 odd = _mm256_castsi256_ps(_mm256_and_si256(v, high_half));
+            acc[i] = _mm256_fmadd_ps(even, x_even, acc[i]);
+            acc2[i] = _mm256_fmadd_ps(odd, x_odd, acc2[i]);
+        }
+    }
+    for (int i = 0; i < nr; i++) {
+        const uint8_t *w = row0 + (size_t)i * row_bytes;
+        float sum = hsum_ps(_mm256_add_ps(acc[i], acc2[i]));
+        for (int64_t t = c; t < cols; t++) sum += bf16_to_float(load_u16(w + (size_t)t * 2)) * x[t];
+        y[i] = sum;
+    }
+}
+
+static void matvec_f32_bf16_avx2(const tensor *w, const float *x, float *y, float *work) {
+    const size_t row_bytes = (size_t)w->cols * 2;
+    deinterleave_16(x, w->cols, work);
+    int64_t r = 0;
+    for (; r + 4 <= w->rows; r += 4)
+        rows_bf16(w->data + (size_t)r * row_bytes, row_bytes, w->cols, x, work, y + r, 4);
+    for (; r < w->rows; r++)
+        rows_bf16(w->data + (size_t)r * row_bytes, row_bytes, w->cols, x, work, y + r, 1);
+}
+
+/* ---------------------------------------------------------------------------------------
+ * matvec, q8_0 weights: per block, Σ q·x over its 32 elements in f32 (q converted exactly),
+ * then acc += d · that sum (d: f16 → f32 by F16C, exact). If some |x| exceeds 2^100 (or is
+ * NaN), Σ q·x could overflow where the reference's Σ (d·q)·x does not: such a call forms each
+ * weight d·q first, as the reference does.
+ */
+
+/* 1 if every |x[i]| <= 2^100 (no NaN): unscaled block sums Σ q·x cannot overflow then. */
+static int x_in_block_range(const float *x, int64_t n) {
+    const __m256 limit = _mm256_set1_ps(0x1p100f);
+    const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+    __m256 bad = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)   /* !(|x| <= limit): true for NaN too */
+        bad = _mm256_or_ps(bad, _mm256_cmp_ps(_mm256_and_ps(_mm256_loadu_ps(x + i), abs_mask),
+                                              limit, _CMP_NLE_UQ));
+    int out = _mm256_movemask_ps(bad);
+    for (; i < n; i++) out |= !(fabsf(x[i]) <= 0x1p100f);
+    return !out;
+}
+
+/* 8 int8 at p → 8 f32 (sign-extended straight from memory: no lane-crossing register shuffle). */
+INLINE __m256 load_i8x8_ps(const uint8_t *p) {
+    return i8x8_to_ps(_mm_loadl_epi64((const __m128i_u *)p));
+}
+
+/* Σ q[k]·x[k] of one block's 32 int8 at qs, as 8 partial sums. */
+INLINE __m256 block_dot_q8(const uint8_t *qs, const __m256 x[4]) {
+    __m256 s0 = _mm256_mul_ps(load_i8x8_ps(qs), x[0]);
+    __m256 s1 = _mm256_mul_ps(load_i8x8_ps(qs + 8), x[1]);
+    s0 = _mm256_fmadd_ps(load_i8x8_ps(qs + 16), x[2], s0);
+    s1 = _mm256_fmadd_ps(load_i8x8_ps(qs + 24), x[3], s1);
+    return _mm256_add_ps(s0, s1);
+}
+
+INLINE void rows_q8_0(const uint8_t *row0, size_t row_bytes, int64_t n_blocks, const float *x,
+                      float *y, const int nr) {
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                     _mm256_setzero_ps()};
+    for (int64_t b = 0; b < n_blocks; b++) {
+        const float *xb = x + b * QK8_0;
+        const __m256 xv[4] = {_mm256_loadu_ps(xb), _mm256_loadu_ps(xb + 8),
+                              _mm256_loadu_ps(xb + 16), _mm256_loadu_ps(xb + 24)};
+        for (int i = 0; i < nr; i++) {
+            const uint8_t *block = row0 + (size_t)i * row_bytes + (size_t)b * sizeof(block_q8_0);
+            prefetch_ahead(block);
+            const __m256 d = _mm256_set1_ps(_cvtsh_ss(load_u16(block)));
+            acc[i] = _mm256_fmadd_ps(block_dot_q8(block + 2, xv), d, acc[i]);
+        }
+    }
+    for (int i = 0; i < nr; i++) y[i] = hsum_ps(acc[i]);
+}
+
+/* One row with each weight d·q formed first (exact), as the reference. */
+static float row_q8_0_exact(const uint8_t *row, int64_t n_blocks, const float *x) {
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t b = 0; b < n_blocks; b++) {
+        const uint8_t *block = row + (size_t)b * sizeof(block_q8_0);
+        const __m256 d = _mm256_set1_ps(_cvtsh_ss(load_u16(block)));
+        for (int k = 0; k < 4; k++)
+            acc = _mm256_fmadd_ps(_mm256_mul_ps(load_i8x8_ps(block + 2 + 8 * k), d),
+                                  _mm256_loadu_ps(x + b * QK8_0 + 8 * k), acc);
+    }
+    return hsum_ps(acc);
+}
+
+static void matvec_f32_q8_0_avx2(const tensor *w, const float *x, float *y, float *work) {
+    (void)work;
+    const int64_t n_blocks = w->cols / QK8_0;
+    const size_t row_bytes = (size_t)n_blocks * sizeof(block_q8_0);
+    if (!x_in_block_range(x, w->cols)) {
+        for (int64_t r = 0; r < w->rows; r++)
+            y[r] = row_q8_0_exact(w->data + (size_t)r * row_bytes, n_blocks, x);
+        return;
+    }
+    int64_t r = 0;
+    for (; r + 4 <= w->rows; r += 4)
+        rows_q8_0(w->data + (size_t)r * row_bytes, row_bytes, n_blocks, x, y + r, 4);
+    for (; r < w->rows; r++)
+        rows_q8_0(w->data + (size_t)r * row_bytes, row_bytes, n_blocks, x, y + r, 1);
+}
+
+/* ---------------------------------------------------------------------------------------
+ * matvec, mxfp4 weights.
+ *
+ * Values. A nibble maps, by a byte shuffle, to twice its FP4 value as an int8 ({0, 1, 2, 3, 4,
+ * 6, 8, 12} with sign: all integers), and the group's scale byte e to 2^(e − 128), so that
+ * (2·FP4) · 2^(e−128) = FP4 · 2^(e−127) is the reference's ldexpf value exactly.
+ *
+ * Fast route. A group's 16 bytes hold its even elements in the low nibbles and its odd ones in
+ * the high nibbles. After the lookup, in-lane byte shuffles move each code into the top byte
+ * of a 32-bit lane (no lane-crossing instruction: those are slow on Zen), where it converts to
+ * f32 as code · 2^24; x is scaled by 2^-24 once per call (exact unless some x is a nonzero below
+ * 2^-102 in magnitude), so each product is exactly code · x (x above 2^100 or NaN also sends the
+ * call to the exact route, so that no product overflows before its scale shrinks it). The group's sum is multiplied by
+ * 2^(e−128), which needs a normal scale and no overflow: 2 <= e <= 252 (12 · 2^124 < FLT_MAX).
+ * Two consecutive groups of a row are handled in one 256-bit register (group g in the low
+ * 128-bit lane, g + 1 in the high one), with x prepared in work in the matching order.
+ *
+ * Exact route, for a block of rows with any other scale byte (or an x that cannot be scaled):
+ * every weight is formed as the reference forms it, 2·FP4 · 2^(e−128) (inf where it
+ * overflows), and multiplied with x in its natural order.
+ */
+
+#define MXFP4_FAST_MIN_SCALE 2
+#define MXFP4_FAST_MAX_SCALE 252
+#define MXFP4_CHUNK 8            /* groups per chunk: 4 pairs, 8 scale bytes in one load */
+#define X_FOLD 0x1p-24f          /* undoes the 2^24 of a code converted from a top byte */
+#define GROUP_BYTES sizeof(group_mxfp4)   /* 16 bytes: a group's 32 nibbles */
+
+/* The int8 codes 2·FP4[nibble], in both 128-bit lanes. */
+INLINE __m256i fp4_doubled_lut(void) {
+    return _mm256_setr_epi8(0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12,
+                            0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12);
+}
+
+/* Byte shuffle moving bytes 4k..4k+3 of each lane to the top bytes of its four 32-bit lanes. */
+INLINE __m256i spread_to_top_byte(int k) {
+    const char a = (char)(4 * k), b = (char)(4 * k + 1);
+    const char c = (char)(4 * k + 2), d = (char)(4 * k + 3);
+    return _mm256_setr_epi8(-1, -1, -1, a, -1, -1, -1, b, -1, -1, -1, c, -1, -1, -1, d,
+                            -1, -1, -1, a, -1, -1, -1, b, -1, -1, -1, c, -1, -1, -1, d);
+}
+
+/* Codes (int8) 4k..4k+3 of each lane of v, as f32 times 2^24. */
+INLINE __m256 spread_codes(__m256i v, int k) {
+    return _mm256_cvtepi32_ps(_mm256_shuffle_epi8(v, spread_to_top_byte(k)));
+}
+
+/*
+ * x for the fast route, into out (n_groups · 32 floats), times 2^-24. For the pairs of groups of
+ * the chunks (n_groups rounded down to a multiple of MXFP4_CHUNK), per pair (g, g+1) 8 vectors:
+ * k = 0..3: [x_g[2(4k+t)], t < 4 | x_g+1[2(4k+t)], t < 4]  (even elements, 4k..4k+3)
+ * k = 4..7: the same with the odd elements 2(4k'+t)+1, k' = k − 4.
+ * For each remaining group g, 4 vectors, k = 0..3: [x_g[8k], x_g[8k+2], x_g[8k+4], x_g[8k+6],
+ * x_g[8k+1], x_g[8k+3], x_g[8k+5], x_g[8k+7]]. Returns 0 if some x is outside the range
+ * where x·2^-24 is exact and code·x cannot overflow (nonzero |x| < 2^-102, |x| > 2^100, NaN).
+ */
+static int mxfp4_prepare_x(const float *x, int64_t n_groups, float *out) {
+    const int64_t paired = n_groups - n_groups % MXFP4_CHUNK;
+    int out_of_range = !x_in_block_range(x, n_groups * QK_MXFP4);   /* code·x could overflow */
+    for (int64_t i = 0; i < n_groups * QK_MXFP4; i++) {                /* x·2^-24 inexact */
+        const float a = fabsf(x[i]);
+        out_of_range |= a < 0x1p-102f && a != 0.0f;
+    }
+    for (int64_t g = 0; g < paired; g += 2) {
+        const float *x0 = x + g * QK_MXFP4, *x1 = x0 + QK_MXFP4;
+        float *o = out + g * QK_MXFP4;
+        for (int parity = 0; parity < 2; parity++)
+            for (int k = 0; k < 4; k++)
+                for (int t = 0; t < 4; t++) {
+                    const int e = 2 * (4 * k + t) + parity;
+                    o[32 * parity + 8 * k + t] = x0[e] * X_FOLD;
+                    o[32 * parity + 8 * k + 4 + t] = x1[e] * X_FOLD;
+                }
+    }
+    for (int64_t g = paired; g < n_groups; g++) {
+        const float *xg = x + g * QK_MXFP4;
+        float *o = out + g * QK_MXFP4;
+        for (int k = 0; k < 4; k++)
+            for (int t = 0; t < 4; t++) {
+                o[8 * k + t] = xg[8 * k + 2 * t] * X_FOLD;
+                o[8 * k + 4 + t] = xg[8 * k + 2 * t + 1] * X_FOLD;
+            }
+    }
+    return !out_of_range;
+}
+
+/* 1 if every byte of s[n] is in [MXFP4_FAST_MIN_SCALE, MXFP4_FAST_MAX_SCALE]. */
+static int scales_fast(const uint8_t *s, size_t n) {
+    const __m256i lo = _mm256_set1_epi8((char)MXFP4_FAST_MIN_SCALE);
+    const __m256i hi = _mm256_set1_epi8((char)MXFP4_FAST_MAX_SCALE);
+    __m256i bad = _mm256_setzero_si256();
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        const __m256i v = _mm256_loadu_si256((const __m256i_u *)(s + i));
+        /* v outside [lo, hi] (unsigned) ⟺ max(v, lo) != v or min(v, hi) != v */
+        bad = _mm256_or_si256(bad, _mm256_xor_si256(_mm256_max_epu8(v, lo), v));
+        bad = _mm256_or_si256(bad, _mm256_xor_si256(_mm256_min_epu8(v, hi), v));
+    }
+    if (!_mm256_testz_si256(bad, bad)) return 0;
+    for (; i < n; i++)
+        if (s[i] < MXFP4_FAST_MIN_SCALE || s[i] > MXFP4_FAST_MAX_SCALE) return 0;
+    return 1;
+}
+
+/* 2^(e − 128) for MXFP4_FAST_MIN_SCALE <= e, as 32-bit lanes of e (a normal f32 each). */
+INLINE __m256 e8m0_half_scales(__m256i e) {
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_sub_epi32(e, _mm256_set1_epi32(1)), 23));
+}
+
+/* 2^(e − 128) as an f32, exact for every byte (subnormal for e = 0, 1), broadcast. */
+INLINE __m256 e8m0_half_scale(uint8_t e) {
+    const uint32_t bits = e >= 2 ? (uint32_t)(e - 1) << 23 : 0x00200000u << e;
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return _mm256_set1_ps(f);
+}
+
+/* Σ code·x' over the 64 weights of two consecutive groups (32 bytes at packed), as 8 sums:
+ * lanes 0..3 belong to the first group, lanes 4..7 to the second. */
+INLINE __m256 pair_dot_mxfp4(const uint8_t *packed, const __m256 xv[8]) {
+    const __m256i nibble = _mm256_set1_epi8(0x0F);
+    const __m256i bytes = _mm256_loadu_si256((const __m256i_u *)packed);
+    const __m256i even = _mm256_shuffle_epi8(fp4_doubled_lut(), _mm256_and_si256(bytes, nibble));
+    const __m256i odd = _mm256_shuffle_epi8(fp4_doubled_lut(),
+                                            _mm256_and_si256(_mm256_srli_epi16(bytes, 4), nibble));
+    __m256 s0 = _mm256_mul_ps(spread_codes(even, 0), xv[0]);
+    __m256 s1 = _mm256_mul_ps(spread_codes(odd, 0), xv[4]);
+    for (int k = 1; k < 4; k++) {
+        s0 = _mm256_fmadd_ps(spread_codes(even, k), xv[k], s0);
+        s1 = _mm256_fmadd_ps(spread_codes(odd, k), xv[4 + k], s1);
+    }
+    return _mm256_add_ps(s0, s1);
+}
+
+/* Σ code·x' over one group's 32 weights, as 8 sums (layout of the remaining groups). */
+INLINE __m256 group_dot_mxfp4(const uint8_t *packed, const __m256 xv[4]) {
+    const __m256i nibble = _mm256_set1_epi8(0x0F);
+    const __m256i bytes = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i_u *)packed));
+    /* low lane: low nibbles (even elements), high lane: high nibbles (odd elements) */
+    const __m256i nibbles = _mm256_and_si256(
+        _mm256_blend_epi32(bytes, _mm256_srli_epi16(bytes, 4), 0xF0), nibble);
+    const __m256i codes = _mm256_shuffle_epi8(fp4_doubled_lut(), nibbles);
+    __m256 s0 = _mm256_mul_ps(spread_codes(codes, 0), xv[0]);
+    __m256 s1 = _mm256_mul_ps(spread_codes(codes, 1), xv[1]);
+    s0 = _mm256_fmadd_ps(spread_codes(codes, 2), xv[2], s0);
+    s1 = _mm256_fmadd_ps(spread_codes(codes, 3), xv[3], s1);
+    return _mm256_add_ps(s0, s1);
+}
+
+/* Fast route for nr rows: row i's groups at groups0 + i·n_groups·16, its scales at
+ * scales0 + i·n_groups; xd prepared by mxfp4_prepare_x. */
+INLINE void rows_mxfp4_fast(const uint8_t *groups0, const uint8_t *scales0, int64_t n_groups,
+                            const float *xd, float *y, const int nr) {
+    const size_t row_group_bytes = (size_t)n_groups * GROUP_BYTES;
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                     _mm256_setzero_ps()};
+    int64_t g = 0;
+    for (; g + MXFP4_CHUNK <= n_groups; g += MXFP4_CHUNK) {
+        __m256 scale[4];   /* 2^(e−128) of the chunk's 8 groups, per row */
+        for (int i = 0; i < nr; i++) {
+            const uint8_t *e = scales0 + (size_t)i * (size_t)n_groups + (size_t)g;
+            const __m128i bytes = _mm_loadl_epi64((const __m128i_u *)e);
+            scale[i] = e8m0_half_scales(_mm256_cvtepu8_epi32(bytes));
+        }
+        for (int pair = 0; pair < MXFP4_CHUNK / 2; pair++) {
+            const int64_t gp = g + 2 * pair;
+            const int a = 2 * pair, b = 2 * pair + 1;   /* the pair's groups within the chunk */
+            const __m256i which = _mm256_setr_epi32(a, a, a, a, b, b, b, b);
+            __m256 xv[8];
+            for (int k = 0; k < 8; k++) xv[k] = _mm256_loadu_ps(xd + gp * QK_MXFP4 + 8 * k);
+            for (int i = 0; i < nr; i++) {
+                const uint8_t *packed = groups0 + (size_t)i * row_group_bytes
+                                        + (size_t)gp * GROUP_BYTES;
+                prefetch_ahead(packed);
+                acc[i] = _mm256_fmadd_ps(pair_dot_mxfp4(packed, xv),
+                                         _mm256_permutevar8x32_ps(scale[i], which), acc[i]);
+            }
+        }
+    }
+    for (; g < n_groups; g++) {
+        __m256 xv[4];
+        for (int k = 0; k < 4; k++) xv[k] = _mm256_loadu_ps(xd + g * QK_MXFP4 + 8 * k);
+        for (int i = 0; i < nr; i++) {
+            const uint8_t e = scales0[(size_t)i * (size_t)n_groups + (size_t)g];
+            const uint8_t *packed = groups0 + (size_t)i * row_group_bytes + (size_t)g * GROUP_BYTES;
+            acc[i] = _mm256_fmadd_ps(group_dot_mxfp4(packed, xv), e8m0_half_scale(e), acc[i]);
+        }
+    }
+    for (int i = 0; i < nr; i++) y[i] = hsum_ps(acc[i]);
+}
+
+/* One row by the exact route: each weight 2·FP4 · 2^(e−128) as the reference's, x natural. */
+static float row_mxfp4_exact(const uint8_t *groups, const uint8_t *scales, int64_t n_groups,
+                             const float *x) {
+    const __m128i lut = _mm256_castsi256_si128(fp4_doubled_lut());
+    const __m128i nibble = _mm_set1_epi8(0x0F);
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t g = 0; g < n_groups; g++) {
+        const uint8_t *packed = groups + (size_t)g * GROUP_BYTES;
+        const __m128i bytes = _mm_loadu_si128((const __m128i_u *)packed);
+        const __m128i even = _mm_shuffle_epi8(lut, _mm_and_si128(bytes, nibble));
+        const __m128i odd = _mm_shuffle_epi8(lut, _mm_and_si128(_mm_srli_epi16(bytes, 4), nibble));
+        const __m128i first = _mm_unpacklo_epi8(even, odd), second = _mm_unpackhi_epi8(even, odd);
+        const __m128i codes[4] = {first, _mm_unpackhi_epi64(first, first), second,
+                                  _mm_unpackhi_epi64(second, second)};
+        const __m256 scale = e8m0_half_scale(scales[g]);
+        for (int k = 0; k < 4; k++) {
+            const __m256 w = _mm256_mul_ps(i8x8_to_ps(codes[k]), scale);
+            acc = _mm256_fmadd_ps(w, _mm256_loadu_ps(x + g * QK_MXFP4 + 8 * k), acc);
+        }
+    }
+    return hsum_ps(acc);
+}
+
+static void matvec_f32_mxfp4_avx2(const tensor *w, const float *x, float *y, float *work) {
+    const int64_t n_groups = w->cols / QK_MXFP4;
+    const size_t row_group_bytes = (size_t)n_groups * GROUP_BYTES;
+    const uint8_t *scales = w->data + (size_t)w->rows * row_group_bytes;
+    const int x_fast = mxfp4_prepare_x(x, n_groups, work);
+    for (int64_t r = 0; r < w->rows;) {
+        const int nr = w->rows - r >= 4 ? 4 : 1;
+        const uint8_t *g0 = w->data + (size_t)r * row_group_bytes;
+        const uint8_t *s0 = scales + (size_t)r * (size_t)n_groups;
+        if (x_fast && scales_fast(s0, (size_t)nr * (size_t)n_groups)) {
+            if (nr == 4) rows_mxfp4_fast(g0, s0, n_groups, work, y + r, 4);
+            else rows_mxfp4_fast(g0, s0, n_groups, work, y + r, 1);
+        } else {
+            for (int i = 0; i < nr; i++)
+                y[r + i] = row_mxfp4_exact(g0 + (size_t)i * row_group_bytes,
+                                           s0 + (size_t)i * (size_t)n_groups, n_groups, x);
+        }
+        r += nr;
+    }
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Vector kernels
+ */
+
+/* Σ a·b in f32, four sums of 8. */
+static double dot_f32_avx2(const float *a, const float *b, int64_t n) {
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                     _mm256_setzero_ps()};
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32)
+        for (int k = 0; k < 4; k++)
+            acc[k] = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8 * k), _mm256_loadu_ps(b + i + 8 * k),
+                                     acc[k]);
+    for (; i + 8 <= n; i += 8)
+        acc[0] = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc[0]);
+    float sum = hsum_ps(
+        _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
+    for (; i < n; i++) sum += a[i] * b[i];
+    return sum;
+}
+
+/* out[d] = Σ_j p[j]·rows[j·stride + d], f32 sums kept in registers, 32 (then 8) columns at
+ * a time. */
+static void weighted_sum_avx2(float *out, const float *p, const float *rows, size_t stride,
+                              int64_t n, int64_t dim, double *acc_unused) {
+    (void)acc_unused;
+    int64_t d = 0;
+    for (; d + 32 <= dim; d += 32) {
+        __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                         _mm256_setzero_ps()};
+        for (int64_t j = 0; j < n; j++) {
+            const float *v = rows + (size_t)j * stride + d;
+            const __m256 pj = _mm256_set1_ps(p[j]);
+            for (int k = 0; k < 4; k++)
+                acc[k] = _mm256_fmadd_ps(pj, _mm256_loadu_ps(v + 8 * k), acc[k]);
+        }
+        for (int k = 0; k < 4; k++) _mm256_storeu_ps(out + d + 8 * k, acc[k]);
+    }
+    for (; d + 8 <= dim; d += 8) {
+        __m256 acc = _mm256_setzero_ps();
+        for (int64_t j = 0; j < n; j++)
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(p[j]),
+                                  _mm256_loadu_ps(rows + (size_t)j * stride + d), acc);
+        _mm256_storeu_ps(out + d, acc);
+    }
+    for (; d < dim; d++) {
+        float sum = 0.0f;
+        for (int64_t j = 0; j < n; j++) sum += p[j] * rows[(size_t)j * stride + (size_t)d];
+        out[d] = sum;
+    }
+}
+
+/* As the reference, with the sum of squares in double (x² is exact in double), 8 at a time. */
+static void rmsnorm_avx2(float *out, const float *x, const float *w, int64_t n, float eps) {
+    __m256d acc0 = _mm256_setzero_pd(), acc1 = _mm256_setzero_pd();
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 v = _mm256_loadu_ps(x + i);
+        const __m256d lo = _mm256_cvtps_pd(_mm256_castps256_ps128(v));
+        const __m256d hi = _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1));
+        acc0 = _mm256_fmadd_pd(lo, lo, acc0);
+        acc1 = _mm256_fmadd_pd(hi, hi, acc1);
+    }
+    double sum = hsum_pd(_mm256_add_pd(acc0, acc1));
+    for (int64_t t = i; t < n; t++) sum += (double)x[t] * (double)x[t];
+    const float scale = (float)(1.0 / sqrt(sum / (double)n + (double)eps));
+    const __m256 vscale = _mm256_set1_ps(scale);
+    for (i = 0; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_loadu_ps(w + i),
+                                                _mm256_mul_ps(_mm256_loadu_ps(x + i), vscale)));
+    for (; i < n; i++) out[i] = w[i] * (x[i] * scale);
+}
+
+const kernel_table KERNELS_AVX2 = {
+    .name = "avx2",
+    .matvec = {
+        [EDGEMOE_TYPE_F32] = matvec_f32_f32_avx2,
+        [EDGEMOE_TYPE_F16] = matvec_f32_f16_avx2,
+        [EDGEMOE_TYPE_BF16] = matvec_f32_bf16_avx2,
+        [EDGEMOE_TYPE_U8] = NULL,
+        [EDGEMOE_TYPE_Q8_0] = matvec_f32_q8_0_avx2,
+        [EDGEMOE_TYPE_MXFP4] = matvec_f32_mxfp4_avx2,
+    },
+    .dot = dot_f32_avx2,
+    .weighted_sum = weighted_sum_avx2,
+    .rmsnorm = rmsnorm_avx2,
+};
+
+#if defined(__clang__)
+#pragma clang attribute pop
+#endif
+
+#else
+/* Not x86-64: no AVX2 kernels (ISO C wants at least one declaration per file). */
+typedef int kernels_avx2_not_built;
+#endif

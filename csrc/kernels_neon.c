@@ -1,0 +1,374 @@
+/*
+ * kernels_neon.c — the "neon" kernel set: arm64 Advanced SIMD twins of kernels_ref.c.
+ *
+ * NEON is part of the arm64 baseline, so no target attribute or run-time check is needed
+ * beyond the architecture; on other architectures the file compiles to nothing.
+ *
+ * Numerics: as kernels_avx2.c (see there) — f32 activations, weights dequantized to exactly
+ * the reference's values, f32 FMA accumulation in several sums; block scales multiply the
+ * block's sum, except for mxfp4 rows with a scale byte outside 2..252 (or an x above 2^100),
+ * which take the per-element route so that overflow to infinity happens exactly where the
+ * reference's does.
+ * (arm64 Linux runs with subnormals enabled, FPCR.FZ = 0, as the reference assumes.)
+ */
+#if defined(__aarch64__)
+
+#include <arm_neon.h>
+#include <math.h>
+#include <string.h>
+
+#include "kernels_isa.h"
+#include "kernels_ref.h"
+
+#define INLINE static inline __attribute__((always_inline))
+
+/* ---------------------------------------------------------------------------------------
+ * Helpers
+ */
+
+INLINE float32x4_t load4_f32(const uint8_t *p) {
+    return vreinterpretq_f32_u8(vld1q_u8(p));   /* byte load: no alignment needed */
+}
+
+INLINE float load_f32(const uint8_t *p) {
+    float v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+INLINE uint16_t load_u16(const uint8_t *p) {
+    uint16_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+/* Ask for the weight bytes 4 KiB ahead of p (see kernels_avx2.c: weights stream from DRAM).
+ * A prefetch never faults; the address is formed as an integer. */
+INLINE void prefetch_ahead(const uint8_t *p) {
+    __builtin_prefetch((const void *)((uintptr_t)p + 4096), 0, 3);
+}
+
+/* 16 int8 → 4 × 4 f32 (exact), in order. */
+INLINE void i8x16_to_f32(int8x16_t v, float32x4_t out[4]) {
+    const int16x8_t lo = vmovl_s8(vget_low_s8(v)), hi = vmovl_high_s8(v);
+    out[0] = vcvtq_f32_s32(vmovl_s16(vget_low_s16(lo)));
+    out[1] = vcvtq_f32_s32(vmovl_high_s16(lo));
+    out[2] = vcvtq_f32_s32(vmovl_s16(vget_low_s16(hi)));
+    out[3] = vcvtq_f32_s32(vmovl_high_s16(hi));
+}
+
+/* ---------------------------------------------------------------------------------------
+ * matvec, f32 / f16 / bf16 weights: four rows at a time, 8 columns per step, scalar tail.
+ * The three differ only in how 8 weights become two float32x4_t.
+ */
+
+typedef enum { PLAIN_F32, PLAIN_F16, PLAIN_BF16 } plain_type;
+
+INLINE void plain_load8(const uint8_t *p, const plain_type t, float32x4_t *a, float32x4_t *b) {
+    if (t == PLAIN_F32) {
+        *a = load4_f32(p);
+        *b = load4_f32(p + 16);
+    } else if (t == PLAIN_F16) {
+        const float16x8_t h = vreinterpretq_f16_u8(vld1q_u8(p));
+        *a = vcvt_f32_f16(vget_low_f16(h));
+        *b = vcvt_high_f32_f16(h);
+    } else {
+        const uint16x8_t h = vreinterpretq_u16_u8(vld1q_u8(p));
+        *a = vreinterpretq_f32_u32(vshll_n_u16(vget_low_u16(h), 16));
+        *b = vreinterpretq_f32_u32(vshll_high_n_u16(h, 16));
+    }
+}
+
+INLINE float plain_scalar(const uint8_t *p, const plain_type t) {
+    if (t == PLAIN_F32) return load_f32(p);
+    if (t == PLAIN_F16) return half_to_float(load_u16(p));
+    return bf16_to_float(load_u16(p));
+}
+
+INLINE void rows_plain(const uint8_t *row0, size_t row_bytes, int64_t cols, const float *x,
+                       float *y, const int nr, const plain_type t) {
+    const size_t elem = t == PLAIN_F32 ? 4 : 2;
+    float32x4_t acc[4] = {vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0)};
+    float32x4_t acc2[4] = {vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0)};
+    int64_t c = 0;
+    for (; c + 8 <= cols; c += 8) {
+        const float32x4_t x0 = vld1q_f32(x + c), x1 = vld1q_f32(x + c + 4);
+        for (int i = 0; i < nr; i++) {
+            const uint8_t *w = row0 + (size_t)i * row_bytes + (size_t)c * elem;
+            float32x4_t w0, w1;
+            if (c % 16 == 0) prefetch_ahead(w);
+            plain_load8(w, t, &w0, &w1);
+            acc[i] = vfmaq_f32(acc[i], w0, x0);
+            acc2[i] = vfmaq_f32(acc2[i], w1, x1);
+        }
+    }
+    for (int i = 0; i < nr; i++) {
+        const uint8_t *w = row0 + (size_t)i * row_bytes;
+        float sum = vaddvq_f32(vaddq_f32(acc[i], acc2[i]));
+        for (int64_t k = c; k < cols; k++) sum += plain_scalar(w + (size_t)k * elem, t) * x[k];
+        y[i] = sum;
+    }
+}
+
+INLINE void matvec_plain(const tensor *w, const float *x, float *y, const plain_type t) {
+    const size_t row_bytes = (size_t)w->cols * (t == PLAIN_F32 ? 4 : 2);
+    int64_t r = 0;
+    for (; r + 4 <= w->rows; r += 4)
+        rows_plain(w->data + (size_t)r * row_bytes, row_bytes, w->cols, x, y + r, 4, t);
+    for (; r < w->rows; r++)
+        rows_plain(w->data + (size_t)r * row_bytes, row_bytes, w->cols, x, y + r, 1, t);
+}
+
+static void matvec_f32_f32_neon(const tensor *w, const float *x, float *y, float *work) {
+    (void)work;
+    matvec_plain(w, x, y, PLAIN_F32);
+}
+
+static void matvec_f32_f16_neon(const tensor *w, const float *x, float *y, float *work) {
+    (void)work;
+    matvec_plain(w, x, y, PLAIN_F16);
+}
+
+static void matvec_f32_bf16_neon(const tensor *w, const float *x, float *y, float *work) {
+    (void)work;
+    matvec_plain(w, x, y, PLAIN_BF16);
+}
+
+/* ---------------------------------------------------------------------------------------
+ * matvec, q8_0 weights: per block Σ q·x in f32, then acc += d · that sum. If some |x| exceeds
+ * 2^100 (or is NaN), Σ q·x could overflow where the reference's Σ (d·q)·x does not: such a
+ * call forms each weight d·q first, as the reference does.
+ */
+
+/* 1 if every |x[i]| <= 2^100 (no NaN): unscaled block sums cannot overflow then. */
+static int x_in_block_range(const float *x, int64_t n) {
+    int out_of_range = 0;
+    for (int64_t i = 0; i < n; i++) out_of_range |= !(fabsf(x[i]) <= 0x1p100f);
+    return !out_of_range;
+}
+
+INLINE float32x4_t block_dot_q8(const uint8_t *qs, const float32x4_t x[8]) {
+    float32x4_t q[8];
+    i8x16_to_f32(vld1q_s8((const int8_t *)qs), q);
+    i8x16_to_f32(vld1q_s8((const int8_t *)(qs + 16)), q + 4);
+    float32x4_t s0 = vmulq_f32(q[0], x[0]), s1 = vmulq_f32(q[1], x[1]);
+    for (int k = 2; k < 8; k += 2) {
+        s0 = vfmaq_f32(s0, q[k], x[k]);
+        s1 = vfmaq_f32(s1, q[k + 1], x[k + 1]);
+    }
+    return vaddq_f32(s0, s1);
+}
+
+/* f16 bits → f32 with the conversion instruction (exact). */
+INLINE float half_bits_to_f32(uint16_t h) {
+    return vgetq_lane_f32(vcvt_f32_f16(vreinterpret_f16_u16(vdup_n_u16(h))), 0);
+}
+
+INLINE void rows_q8_0(const uint8_t *row0, size_t row_bytes, int64_t n_blocks, const float *x,
+                      float *y, const int nr) {
+    float32x4_t acc[4] = {vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0)};
+    for (int64_t b = 0; b < n_blocks; b++) {
+        float32x4_t xv[8];
+        for (int k = 0; k < 8; k++) xv[k] = vld1q_f32(x + b * QK8_0 + 4 * k);
+        for (int i = 0; i < nr; i++) {
+            const uint8_t *block = row0 + (size_t)i * row_bytes + (size_t)b * sizeof(block_q8_0);
+            prefetch_ahead(block);
+            acc[i] = vfmaq_n_f32(acc[i], block_dot_q8(block + 2, xv), half_bits_to_f32(load_u16(block)));
+        }
+    }
+    for (int i = 0; i < nr; i++) y[i] = vaddvq_f32(acc[i]);
+}
+
+/* One row with each weight d·q formed first (exact), as the reference. */
+static float row_q8_0_exact(const uint8_t *row, int64_t n_blocks, const float *x) {
+    float32x4_t acc = vdupq_n_f32(0);
+    for (int64_t b = 0; b < n_blocks; b++) {
+        const uint8_t *block = row + (size_t)b * sizeof(block_q8_0);
+        const float d = half_bits_to_f32(load_u16(block));
+        float32x4_t q[8];
+        i8x16_to_f32(vld1q_s8((const int8_t *)(block + 2)), q);
+        i8x16_to_f32(vld1q_s8((const int8_t *)(block + 18)), q + 4);
+        for (int k = 0; k < 8; k++)
+            acc = vfmaq_f32(acc, vmulq_n_f32(q[k], d), vld1q_f32(x + b * QK8_0 + 4 * k));
+    }
+    return vaddvq_f32(acc);
+}
+
+static void matvec_f32_q8_0_neon(const tensor *w, const float *x, float *y, float *work) {
+    (void)work;
+    const int64_t n_blocks = w->cols / QK8_0;
+    const size_t row_bytes = (size_t)n_blocks * sizeof(block_q8_0);
+    if (!x_in_block_range(x, w->cols)) {
+        for (int64_t r = 0; r < w->rows; r++)
+            y[r] = row_q8_0_exact(w->data + (size_t)r * row_bytes, n_blocks, x);
+        return;
+    }
+    int64_t r = 0;
+    for (; r + 4 <= w->rows; r += 4)
+        rows_q8_0(w->data + (size_t)r * row_bytes, row_bytes, n_blocks, x, y + r, 4);
+    for (; r < w->rows; r++)
+        rows_q8_0(w->data + (size_t)r * row_bytes, row_bytes, n_blocks, x, y + r, 1);
+}
+
+/* ---------------------------------------------------------------------------------------
+ * matvec, mxfp4 weights: a table lookup maps each nibble to twice its FP4 value as an int8
+ * (an integer), the group's scale is 2^(e − 128), so (2·FP4) · 2^(e−128) is exactly the
+ * reference's ldexpf(FP4, e − 127). The low nibbles are a group's even elements and the high
+ * nibbles its odd ones; vld2q_f32 splits x the same way as it loads.
+ */
+
+#define MXFP4_FAST_MIN_SCALE 2     /* 2^(e−128) normal; see kernels_avx2.c */
+#define MXFP4_FAST_MAX_SCALE 252   /* 12 · 2^124 < FLT_MAX: a group cannot overflow */
+
+static int scales_fast(const uint8_t *s, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (s[i] < MXFP4_FAST_MIN_SCALE || s[i] > MXFP4_FAST_MAX_SCALE) return 0;
+    return 1;
+}
+
+/* 2^(e − 128) as an f32, exact for every byte (subnormal for e = 0, 1). */
+INLINE float e8m0_half_scale(uint8_t e) {
+    const uint32_t bits = e >= 2 ? (uint32_t)(e - 1) << 23 : 0x00200000u << e;
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}
+
+/* One group's 32 weights as 2·FP4 in f32: [even 0..15 in 4 vectors, odd 0..15 in 4 vectors]. */
+INLINE void group_codes_mxfp4(const uint8_t *packed, float32x4_t w[8]) {
+    static const int8_t FP4_DOUBLED[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};
+    const int8x16_t lut = vld1q_s8(FP4_DOUBLED);
+    const uint8x16_t bytes = vld1q_u8(packed);
+    i8x16_to_f32(vqtbl1q_s8(lut, vandq_u8(bytes, vdupq_n_u8(0x0F))), w);
+    i8x16_to_f32(vqtbl1q_s8(lut, vshrq_n_u8(bytes, 4)), w + 4);
+}
+
+INLINE void rows_mxfp4(const uint8_t *groups0, const uint8_t *scales0, int64_t n_groups,
+                       const float *x, float *y, const int nr, const int exact) {
+    const size_t row_group_bytes = (size_t)n_groups * sizeof(group_mxfp4);
+    float32x4_t acc[4] = {vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0)};
+    for (int64_t g = 0; g < n_groups; g++) {
+        float32x4_t xv[8];   /* even elements 0..15, then odd 0..15 */
+        for (int k = 0; k < 4; k++) {
+            const float32x4x2_t pair = vld2q_f32(x + g * QK_MXFP4 + 8 * k);
+            xv[k] = pair.val[0];
+            xv[4 + k] = pair.val[1];
+        }
+        for (int i = 0; i < nr; i++) {
+            const uint8_t e = scales0[(size_t)i * (size_t)n_groups + (size_t)g];
+            const uint8_t *packed = groups0 + (size_t)i * row_group_bytes + (size_t)g * sizeof(group_mxfp4);
+            float32x4_t w[8];
+            prefetch_ahead(packed);
+            group_codes_mxfp4(packed, w);
+            const float scale = e8m0_half_scale(e);
+            if (exact) {
+                for (int k = 0; k < 8; k++) acc[i] = vfmaq_f32(acc[i], vmulq_n_f32(w[k], scale), xv[k]);
+            } else {
+                float32x4_t s0 = vmulq_f32(w[0], xv[0]), s1 = vmulq_f32(w[1], xv[1]);
+                for (int k = 2; k < 8; k += 2) {
+                    s0 = vfmaq_f32(s0, w[k], xv[k]);
+                    s1 = vfmaq_f32(s1, w[k + 1], xv[k + 1]);
+                }
+                acc[i] = vfmaq_n_f32(acc[i], vaddq_f32(s0, s1), scale);
+            }
+        }
+    }
+    for (int i = 0; i < nr; i++) y[i] = vaddvq_f32(acc[i]);
+}
+
+INLINE void row_block_mxfp4(const tensor *w, int64_t r, const float *x, int fast_x, float *y,
+                            const int nr) {
+    const int64_t n_groups = w->cols / QK_MXFP4;
+    const size_t row_group_bytes = (size_t)n_groups * sizeof(group_mxfp4);
+    const uint8_t *groups = w->data + (size_t)r * row_group_bytes;
+    const uint8_t *scales = w->data + (size_t)w->rows * row_group_bytes + (size_t)r * (size_t)n_groups;
+    if (fast_x && scales_fast(scales, (size_t)nr * (size_t)n_groups))
+        rows_mxfp4(groups, scales, n_groups, x, y + r, nr, 0);
+    else
+        rows_mxfp4(groups, scales, n_groups, x, y + r, nr, 1);
+}
+
+static void matvec_f32_mxfp4_neon(const tensor *w, const float *x, float *y, float *work) {
+    (void)work;
+    const int fast_x = x_in_block_range(x, w->cols);
+    int64_t r = 0;
+    for (; r + 4 <= w->rows; r += 4) row_block_mxfp4(w, r, x, fast_x, y, 4);
+    for (; r < w->rows; r++) row_block_mxfp4(w, r, x, fast_x, y, 1);
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Vector kernels
+ */
+
+static double dot_f32_neon(const float *a, const float *b, int64_t n) {
+    float32x4_t acc[4] = {vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0)};
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        for (int k = 0; k < 4; k++)
+            acc[k] = vfmaq_f32(acc[k], vld1q_f32(a + i + 4 * k), vld1q_f32(b + i + 4 * k));
+    for (; i + 4 <= n; i += 4) acc[0] = vfmaq_f32(acc[0], vld1q_f32(a + i), vld1q_f32(b + i));
+    float sum = vaddvq_f32(vaddq_f32(vaddq_f32(acc[0], acc[1]), vaddq_f32(acc[2], acc[3])));
+    for (; i < n; i++) sum += a[i] * b[i];
+    return sum;
+}
+
+static void weighted_sum_neon(float *out, const float *p, const float *rows, size_t stride,
+                              int64_t n, int64_t dim, double *acc_unused) {
+    (void)acc_unused;
+    int64_t d = 0;
+    for (; d + 16 <= dim; d += 16) {
+        float32x4_t acc[4] = {vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0)};
+        for (int64_t j = 0; j < n; j++) {
+            const float *v = rows + (size_t)j * stride + d;
+            for (int k = 0; k < 4; k++) acc[k] = vfmaq_n_f32(acc[k], vld1q_f32(v + 4 * k), p[j]);
+        }
+        for (int k = 0; k < 4; k++) vst1q_f32(out + d + 4 * k, acc[k]);
+    }
+    for (; d + 4 <= dim; d += 4) {
+        float32x4_t acc = vdupq_n_f32(0);
+        for (int64_t j = 0; j < n; j++) acc = vfmaq_n_f32(acc, vld1q_f32(rows + (size_t)j * stride + d), p[j]);
+        vst1q_f32(out + d, acc);
+    }
+    for (; d < dim; d++) {
+        float sum = 0.0f;
+        for (int64_t j = 0; j < n; j++) sum += p[j] * rows[(size_t)j * stride + (size_t)d];
+        out[d] = sum;
+    }
+}
+
+static void rmsnorm_neon(float *out, const float *x, const float *w, int64_t n, float eps) {
+    float64x2_t acc0 = vdupq_n_f64(0), acc1 = vdupq_n_f64(0);
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        const float32x4_t v = vld1q_f32(x + i);
+        const float64x2_t lo = vcvt_f64_f32(vget_low_f32(v)), hi = vcvt_high_f64_f32(v);
+        acc0 = vfmaq_f64(acc0, lo, lo);
+        acc1 = vfmaq_f64(acc1, hi, hi);
+    }
+    double sum = vaddvq_f64(vaddq_f64(acc0, acc1));
+    for (int64_t t = i; t < n; t++) sum += (double)x[t] * (double)x[t];
+    const float scale = (float)(1.0 / sqrt(sum / (double)n + (double)eps));
+    for (i = 0; i + 4 <= n; i += 4)
+        vst1q_f32(out + i, vmulq_f32(vld1q_f32(w + i), vmulq_n_f32(vld1q_f32(x + i), scale)));
+    for (; i < n; i++) out[i] = w[i] * (x[i] * scale);
+}
+
+const kernel_table KERNELS_NEON = {
+    .name = "neon",
+    .matvec = {
+        [EDGEMOE_TYPE_F32] = matvec_f32_f32_neon,
+        [EDGEMOE_TYPE_F16] = matvec_f32_f16_neon,
+        [EDGEMOE_TYPE_BF16] = matvec_f32_bf16_neon,
+        [EDGEMOE_TYPE_U8] = NULL,
+        [EDGEMOE_TYPE_Q8_0] = matvec_f32_q8_0_neon,
+        [EDGEMOE_TYPE_MXFP4] = matvec_f32_mxfp4_neon,
+    },
+    .dot = dot_f32_neon,
+    .weighted_sum = weighted_sum_neon,
+    .rmsnorm = rmsnorm_neon,
+};
+
+#else
+/* Not arm64: no NEON kernels (ISO C wants at least one declaration per file). */
+typedef int kernels_neon_not_built;
+#endif

@@ -1,0 +1,427 @@
+"""The fast kernel sets (avx2, neon) against the reference kernels and float64 numpy.
+
+Every kernel set this machine runs is called directly through ``edgemoe_kernel_*`` (the
+sets it cannot run are skipped, naming why). Weights are random, quantized with edgemoe's
+own quantizers, and dequantized here from FORMAT.md independently of the C code.
+
+Tolerances: the fast kernels dequantize weights to exactly the reference's values and keep
+activations in f32, so they differ only by accumulating in f32 (in another order) instead of
+double. The error of a row is measured against the float64 product of the dequantized
+weights, relative to ``Σ_c |W[r,c]|·|x[c]|`` (the scale of the rounding errors of the sum).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from models import write_random_model
+
+import edgemoe
+from edgemoe._native import ffi, lib
+from edgemoe.errors import InvalidArgumentError
+
+try:  # the quantizers are moving from edgemoe.format to edgemoe.quant
+    from edgemoe.quant import quantize_mxfp4, quantize_q8_0, to_bf16
+except ImportError:  # pragma: no cover - older tree
+    from edgemoe.format import quantize_mxfp4, quantize_q8_0, to_bf16  # type: ignore[no-redef]
+
+# edgemoe tensor type numbers (format.h EDGEMOE_TYPE_*)
+TYPE_IDS = {"f32": 0, "f16": 1, "bf16": 2, "u8": 3, "q8_0": 4, "mxfp4": 5}
+
+#: Relative to Σ|W||x| per row. Fast sets: f32 accumulation of products of exact weights.
+MATVEC_TOL = {"f32": 1e-5, "f16": 1e-5, "bf16": 1e-5, "q8_0": 1e-5, "mxfp4": 1e-5}
+#: The reference sums in double and rounds once to f32.
+REFERENCE_TOL = 2.0**-23
+#: dot (attention scores) and weighted_sum (attention values): f32 sums, relative to Σ|a·b|.
+VECTOR_TOL = 1e-5
+#: rmsnorm sums squares in double in every set: relative to |out|.
+RMSNORM_TOL = 1e-6
+#: Logits of a whole model, reference vs the auto-selected set: relative L2 and max-abs.
+LOGITS_TOL = 1e-4
+
+ALL_SETS = ["reference", "avx2", "neon"]
+FAST_SETS = ["avx2", "neon"]
+
+FP4 = np.array([0, 0.5, 1, 1.5, 2, 3, 4, 6, -0.0, -0.5, -1, -1.5, -2, -3, -4, -6])
+
+
+def need_set(name: str) -> None:
+    if not lib.edgemoe_kernels_available(name.encode()):
+        pytest.skip(f"kernel set {name!r} does not run on this CPU / build")
+
+
+# ------------------------------------------------------------------------------ weights
+
+
+def encode(type_: str, w: np.ndarray) -> np.ndarray:
+    """The tensor's model.bin bytes (1-D uint8)."""
+    w = np.ascontiguousarray(w, dtype=np.float32)
+    if type_ == "f32":
+        return w.view(np.uint8).ravel()
+    if type_ == "f16":
+        return w.astype(np.float16).view(np.uint8).ravel()
+    if type_ == "bf16":
+        return np.ascontiguousarray(to_bf16(w)).view(np.uint8).ravel()
+    if type_ == "q8_0":
+        return np.ascontiguousarray(quantize_q8_0(w)).view(np.uint8).ravel()
+    if type_ == "mxfp4":
+        return np.ascontiguousarray(quantize_mxfp4(w)).view(np.uint8).ravel()
+    raise ValueError(type_)
+
+
+def decode(type_: str, data: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    """Dequantize per FORMAT.md, as float32 (what the C reference computes, inf included)."""
+    if type_ == "f32":
+        return data.view("<f4").reshape(rows, cols).copy()
+    if type_ == "f16":
+        return data.view("<f2").reshape(rows, cols).astype(np.float32)
+    if type_ == "bf16":
+        return (data.view("<u2").astype(np.uint32) << 16).view(np.float32).reshape(rows, cols)
+    n_blocks = rows * cols // 32
+    if type_ == "q8_0":
+        blocks = data.view(np.dtype([("d", "<f2"), ("q", "i1", (32,))]))
+        with np.errstate(invalid="ignore", over="ignore"):
+            w = blocks["d"].astype(np.float32)[:, None] * blocks["q"].astype(np.float32)
+        return w.reshape(rows, cols)
+    if type_ == "mxfp4":
+        packed = data[: n_blocks * 16].reshape(n_blocks, 16)
+        scales = data[n_blocks * 16 :].astype(np.int64)
+        codes = np.empty((n_blocks, 32), dtype=np.int64)
+        codes[:, 0::2] = packed & 0x0F
+        codes[:, 1::2] = packed >> 4
+        with np.errstate(over="ignore"):
+            w = np.ldexp(FP4[codes], (scales - 127)[:, None]).astype(np.float32)
+        return w.reshape(rows, cols)
+    raise ValueError(type_)
+
+
+def matvec(kernels: str, type_: str, data: np.ndarray, rows: int, cols: int,
+           x: np.ndarray) -> np.ndarray:
+    data = np.ascontiguousarray(data, dtype=np.uint8)
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    y = np.full(rows, np.nan, dtype=np.float32)
+    rc = lib.edgemoe_kernel_matvec(
+        kernels.encode(), TYPE_IDS[type_], ffi.from_buffer("uint8_t[]", data), rows, cols,
+        ffi.from_buffer("float[]", x), ffi.from_buffer("float[]", y),
+    )
+    assert rc == lib.EDGEMOE_OK, f"edgemoe_kernel_matvec({kernels}, {type_}) returned {rc}"
+    return y
+
+
+def float64_product(w: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(W·x, Σ|W||x|) per row in float64."""
+    w64, x64 = w.astype(np.float64), x.astype(np.float64)
+    with np.errstate(invalid="ignore", over="ignore"):
+        return w64 @ x64, np.abs(w64) @ np.abs(x64)
+
+
+def assert_close(y: np.ndarray, exact: np.ndarray, scale: np.ndarray, tol: float,
+                 what: str) -> float:
+    """Where the exact result is finite: y finite and |y − exact| <= tol·scale (+ a subnormal
+    floor). Elsewhere: the same infinity, or NaN for NaN. Returns the max relative error."""
+    cols_floor = 2.0**-140
+    finite = np.isfinite(exact)
+    bad = finite & ~np.isfinite(y)
+    assert not bad.any(), f"{what}: non-finite {y[bad][:5]} where the exact result is finite"
+    err = np.abs(y[finite].astype(np.float64) - exact[finite])
+    limit = tol * scale[finite] + cols_floor
+    over = err > limit
+    rows = np.flatnonzero(finite)[over][:5]
+    assert not over.any(), f"{what}: error {err[over][:5]} > {limit[over][:5]} (rows {rows})"
+    inf = ~finite
+    same = np.where(np.isnan(exact[inf]), np.isnan(y[inf]), y[inf] == exact[inf])
+    assert same.all(), (
+        f"{what}: got {y[inf][~same][:5]} where the exact result is {exact[inf][~same][:5]}"
+    )
+    big = finite & (scale > 2.0**-100)
+    return float(np.max(err[big[finite]] / scale[big], initial=0.0))
+
+
+# ------------------------------------------------------------------------------ matvec
+
+ROWS = [1, 3, 17]
+BLOCK_COLS = [32, 64, 96, 256, 288, 2880]
+PLAIN_COLS = [32, 33, 64, 65, 96, 2880, 1, 7, 15]
+
+
+def matvec_cases() -> list[tuple[str, int, int]]:
+    cases = []
+    for type_ in ("f32", "f16", "bf16", "q8_0", "mxfp4"):
+        cols_list = BLOCK_COLS if type_ in ("q8_0", "mxfp4") else PLAIN_COLS
+        cases += [(type_, r, c) for r in ROWS for c in cols_list]
+    return cases
+
+
+@pytest.mark.parametrize("kernels", ALL_SETS)
+@pytest.mark.parametrize(("type_", "rows", "cols"), matvec_cases())
+def test_matvec_random(kernels: str, type_: str, rows: int, cols: int) -> None:
+    need_set(kernels)
+    g = np.random.default_rng(rows * 10007 + cols)
+    w = (g.standard_normal((rows, cols)) * cols**-0.5).astype(np.float32)
+    x = g.standard_normal(cols).astype(np.float32)
+    data = encode(type_, w)
+    exact, scale = float64_product(decode(type_, data, rows, cols), x)
+    y = matvec(kernels, type_, data, rows, cols, x)
+    tol = REFERENCE_TOL if kernels == "reference" else MATVEC_TOL[type_]
+    assert_close(y, exact, scale, tol, f"{kernels} {type_} {rows}x{cols}")
+    if kernels != "reference":   # and against the reference kernel itself
+        y_ref = matvec("reference", type_, data, rows, cols, x)
+        assert_close(y, y_ref.astype(np.float64), scale, tol + REFERENCE_TOL, "vs reference")
+
+
+@pytest.mark.parametrize("kernels", FAST_SETS)
+def test_matvec_unaligned_weights(kernels: str) -> None:
+    """Weights at an odd address (the file guarantees 64-byte tensors; the kernels need none)."""
+    need_set(kernels)
+    g = np.random.default_rng(7)
+    rows, cols = 5, 96
+    w = g.standard_normal((rows, cols)).astype(np.float32)
+    x = g.standard_normal(cols).astype(np.float32)
+    for type_ in ("f32", "f16", "bf16", "q8_0", "mxfp4"):
+        data = encode(type_, w)
+        shifted = np.empty(data.size + 1, dtype=np.uint8)[1:]
+        shifted[:] = data
+        exact, scale = float64_product(decode(type_, data, rows, cols), x)
+        y = matvec(kernels, type_, shifted, rows, cols, x)
+        assert_close(y, exact, scale, MATVEC_TOL[type_], f"{kernels} {type_} unaligned")
+
+
+EXTREME_X = [(2.0**-110, 1.0), (2.0**-130, 1.0), (2.0**100, 1.0), (2.0**125, 2.0**-60)]
+
+
+@pytest.mark.parametrize("kernels", ALL_SETS)
+@pytest.mark.parametrize(("x_scale", "w_scale"), EXTREME_X)
+def test_matvec_mxfp4_extreme_x(kernels: str, x_scale: float, w_scale: float) -> None:
+    """Activations far from 1 (tiny ones become subnormal, huge ones meet tiny weights): the
+    fast route's rescaling of x must neither lose them nor overflow."""
+    need_set(kernels)
+    g = np.random.default_rng(3)
+    rows, cols = 6, 288
+    w = (g.standard_normal((rows, cols)) * w_scale).astype(np.float32)
+    x = (g.standard_normal(cols) * x_scale).astype(np.float32)
+    x[::7] = 1.0   # a few ordinary values among them
+    data = encode("mxfp4", w)
+    exact, scale = float64_product(decode("mxfp4", data, rows, cols), x)
+    y = matvec(kernels, "mxfp4", data, rows, cols, x)
+    tol = REFERENCE_TOL if kernels == "reference" else MATVEC_TOL["mxfp4"]
+    assert_close(y, exact, scale, tol, f"{kernels} mxfp4 x scale {x_scale}")
+
+
+def mxfp4_bytes(codes: np.ndarray, scales: np.ndarray) -> np.ndarray:
+    """Pack codes [rows, cols] (0..15) and scale bytes [rows, cols/32] in the planar layout."""
+    packed = (codes[:, 0::2] | (codes[:, 1::2] << 4)).astype(np.uint8).reshape(-1)
+    return np.concatenate([packed, scales.astype(np.uint8).reshape(-1)])
+
+
+SCALE_BYTES = [0, 1, 2, 3, 26, 100, 127, 128, 200, 252, 253, 254, 255]
+
+
+@pytest.mark.parametrize("kernels", ALL_SETS)
+@pytest.mark.parametrize("scale_byte", SCALE_BYTES)
+def test_matvec_mxfp4_extreme_scales(kernels: str, scale_byte: int) -> None:
+    """Every scale byte, tiny to overflowing: where the reference's weights overflow to inf
+    (FP4 · 2^(e−127) >= 2^128), the fast sets must give the same infinities / NaNs; where it
+    is finite, a finite result within tolerance. x is small enough that no finite f32 partial
+    sum overflows (that would be an accumulation difference, not a dequantization one)."""
+    need_set(kernels)
+    g = np.random.default_rng(scale_byte)
+    rows, cols = 9, 96
+    codes = g.integers(0, 16, size=(rows, cols))
+    codes[0] = 0              # all zeros
+    codes[1] = 8              # all negative zeros
+    codes[2] = g.choice([0, 1, 8, 9], size=cols)   # magnitudes 0 and 0.5 only
+    codes[3] = g.choice([0, 1, 2, 3, 9, 10, 11], size=cols)   # at most 1.5
+    scales = np.full((rows, cols // 32), scale_byte)
+    data = mxfp4_bytes(codes, scales)
+    for x_scale in (1.0, 2.0**-20) if scale_byte <= 200 else (2.0**-20,):
+        x = (g.standard_normal(cols) * x_scale).astype(np.float32)
+        exact, scale = float64_product(decode("mxfp4", data, rows, cols), x)
+        y = matvec(kernels, "mxfp4", data, rows, cols, x)
+        tol = REFERENCE_TOL if kernels == "reference" else MATVEC_TOL["mxfp4"]
+        assert_close(y, exact, scale, tol, f"{kernels} mxfp4 scale byte {scale_byte}")
+        assert y[0] == 0 and y[1] == 0
+
+
+def test_matvec_mxfp4_mixed_scales_in_one_row_block() -> None:
+    """One row with an overflowing scale byte among normal rows: only that row is non-finite."""
+    for kernels in FAST_SETS:
+        if not lib.edgemoe_kernels_available(kernels.encode()):
+            continue
+        g = np.random.default_rng(11)
+        rows, cols = 8, 64
+        codes = g.integers(0, 16, size=(rows, cols))
+        codes[5, 0] = 7   # 6 · 2^128 = inf
+        scales = g.integers(110, 140, size=(rows, cols // 32))
+        scales[5, 0] = 255
+        data = mxfp4_bytes(codes, scales)
+        x = np.abs(g.standard_normal(cols)).astype(np.float32) + 0.5
+        exact, scale = float64_product(decode("mxfp4", data, rows, cols), x)
+        y = matvec(kernels, "mxfp4", data, rows, cols, x)
+        assert_close(y, exact, scale, MATVEC_TOL["mxfp4"], f"{kernels} mixed scales")
+        assert np.isfinite(y).sum() == rows - 1
+
+
+Q8_SCALES = [0x0000, 0x8000, 0x0001, 0x03FF, 0x0400, 0x3C00, 0x7BFF, 0xFBFF]
+
+
+@pytest.mark.parametrize("kernels", ALL_SETS)
+def test_matvec_q8_0_extreme_scales(kernels: str) -> None:
+    """q8_0 blocks with d = ±0, f16 subnormals, 1, ±65504 (the largest f16)."""
+    need_set(kernels)
+    g = np.random.default_rng(5)
+    rows, cols = len(Q8_SCALES), 96
+    blocks = np.zeros(rows * cols // 32, dtype=np.dtype([("d", "<u2"), ("q", "i1", (32,))]))
+    blocks["d"] = np.repeat(Q8_SCALES, cols // 32)
+    blocks["q"] = g.integers(-127, 128, size=(blocks.size, 32))
+    data = blocks.view(np.uint8)
+    x = g.standard_normal(cols).astype(np.float32)
+    exact, scale = float64_product(decode("q8_0", data, rows, cols), x)
+    y = matvec(kernels, "q8_0", data, rows, cols, x)
+    tol = REFERENCE_TOL if kernels == "reference" else MATVEC_TOL["q8_0"]
+    assert_close(y, exact, scale, tol, f"{kernels} q8_0 extreme d")
+    assert y[0] == 0 and y[1] == 0
+    # huge activations with the tiniest scale: Σ q·x alone would overflow, W·x does not
+    small = 5   # the rows with |d| <= 2^-14, whose products stay finite
+    x = (g.standard_normal(cols) * 2.0**125).astype(np.float32)
+    w = decode("q8_0", data, rows, cols)[:small]
+    exact, scale = float64_product(w, x)
+    y = matvec(kernels, "q8_0", data, rows, cols, x)[:small]
+    assert np.isfinite(y).all(), y
+    assert_close(y, exact, scale, tol, f"{kernels} q8_0 extreme d, huge x")
+
+
+# ------------------------------------------------------------------------------ vector kernels
+
+
+def call(fn: Callable[..., int], *args: object) -> None:
+    rc = fn(*args)
+    assert rc == lib.EDGEMOE_OK, f"{fn} returned {rc}"
+
+
+def fptr(a: np.ndarray) -> object:
+    return ffi.from_buffer("float[]", a)
+
+
+@pytest.mark.parametrize("kernels", ALL_SETS)
+@pytest.mark.parametrize("n", [1, 7, 8, 31, 32, 33, 64, 100, 2880])
+def test_vector_kernels(kernels: str, n: int) -> None:
+    need_set(kernels)
+    g = np.random.default_rng(n)
+    a = g.standard_normal(n).astype(np.float32)
+    b = g.standard_normal(n).astype(np.float32)
+    k = kernels.encode()
+
+    out = ffi.new("double *")
+    call(lib.edgemoe_kernel_dot, k, fptr(a), fptr(b), n, out)
+    exact = a.astype(np.float64) @ b.astype(np.float64)
+    assert abs(out[0] - exact) <= VECTOR_TOL * (np.abs(a.astype(np.float64)) @ np.abs(b))
+
+    w = (1 + 0.1 * g.standard_normal(n)).astype(np.float32)
+    y = np.zeros(n, dtype=np.float32)
+    call(lib.edgemoe_kernel_rmsnorm, k, fptr(y), fptr(a), fptr(w), n, np.float32(1e-5))
+    a64 = a.astype(np.float64)
+    want = w * (a64 / np.sqrt(np.mean(a64 * a64) + 1e-5))
+    np.testing.assert_allclose(y, want, rtol=RMSNORM_TOL, atol=0)
+    x = a.copy()   # in place (out aliases x)
+    call(lib.edgemoe_kernel_rmsnorm, k, fptr(x), fptr(x), fptr(w), n, np.float32(1e-5))
+    np.testing.assert_array_equal(x, y)
+
+    for dim in (64, 70, 5):
+        stride = dim + 3
+        rows = g.standard_normal(n * stride).astype(np.float32)
+        p = np.abs(a)
+        got = np.zeros(dim, dtype=np.float32)
+        call(lib.edgemoe_kernel_weighted_sum, k, fptr(got), fptr(p), fptr(rows), stride, n, dim)
+        v = rows.reshape(n, stride)[:, :dim].astype(np.float64)
+        exact_ws = p.astype(np.float64) @ v
+        assert np.all(np.abs(got - exact_ws) <= VECTOR_TOL * (p @ np.abs(v)) + 1e-30)
+
+
+# ------------------------------------------------------------------------------ API and selection
+
+
+def test_kernel_api_statuses() -> None:
+    x = np.ones(32, dtype=np.float32)
+    y = np.zeros(1, dtype=np.float32)
+    w = np.zeros(34, dtype=np.uint8)
+
+    def mv(kernels: bytes | None, type_: int, cols: int = 32) -> int:
+        name = kernels if kernels is not None else ffi.NULL
+        return lib.edgemoe_kernel_matvec(name, type_, ffi.from_buffer("uint8_t[]", w), 1, cols,
+                                         fptr(x), fptr(y))
+
+    assert mv(b"reference", TYPE_IDS["q8_0"]) == lib.EDGEMOE_OK
+    assert mv(b"auto", TYPE_IDS["q8_0"]) == lib.EDGEMOE_OK
+    assert mv(b"bogus", TYPE_IDS["q8_0"]) == lib.EDGEMOE_ERR_ARG
+    assert mv(None, TYPE_IDS["q8_0"]) == lib.EDGEMOE_ERR_ARG
+    assert mv(b"reference", TYPE_IDS["u8"]) == lib.EDGEMOE_ERR_ARG
+    assert mv(b"reference", 99) == lib.EDGEMOE_ERR_ARG
+    assert mv(b"reference", TYPE_IDS["q8_0"], cols=31) == lib.EDGEMOE_ERR_ARG
+    assert lib.edgemoe_kernels_available(b"reference") == 1
+    assert lib.edgemoe_kernels_available(b"bogus") == 0
+    for name in FAST_SETS:
+        if not lib.edgemoe_kernels_available(name.encode()):
+            assert mv(name.encode(), TYPE_IDS["q8_0"]) == lib.EDGEMOE_ERR_UNSUPPORTED
+    # one build knows both fast sets, and this machine runs at most one of them
+    assert sum(lib.edgemoe_kernels_available(n.encode()) for n in FAST_SETS) <= 1
+
+
+def kernels_name() -> str:
+    return ffi.string(lib.edgemoe_kernels_name()).decode()
+
+
+@pytest.fixture(scope="module")
+def tiny_q8(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_random_model(tmp_path_factory.mktemp("kernels") / "tiny.bin", seed=4)
+
+
+@pytest.mark.parametrize("value", ["bogus", "AVX2", "reference ", "avx512"])
+def test_unknown_kernels_env_fails_open(tiny_q8: Path, monkeypatch: pytest.MonkeyPatch,
+                                        value: str) -> None:
+    monkeypatch.setenv("EDGEMOE_KERNELS", value)
+    assert kernels_name() == "invalid"
+    with pytest.raises(InvalidArgumentError) as info:
+        edgemoe.load(tiny_q8)
+    message = str(info.value)
+    assert "EDGEMOE_KERNELS" in message and repr(value) in message, message
+
+
+def test_unavailable_kernels_env_fails_open(tiny_q8: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    missing = [n for n in FAST_SETS if not lib.edgemoe_kernels_available(n.encode())]
+    assert missing, "every fast set runs here?"
+    monkeypatch.setenv("EDGEMOE_KERNELS", missing[0])
+    with pytest.raises(InvalidArgumentError, match="EDGEMOE_KERNELS='"
+                       + missing[0] + "' cannot run here"):
+        edgemoe.load(tiny_q8)
+
+
+@pytest.mark.parametrize("value", ["", "auto"])
+def test_auto_selects_the_best_runnable_set(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("EDGEMOE_KERNELS", value)
+    runnable = [n for n in FAST_SETS if lib.edgemoe_kernels_available(n.encode())]
+    assert kernels_name() == (runnable[0] if runnable else "reference")
+    monkeypatch.delenv("EDGEMOE_KERNELS")
+    assert kernels_name() == (runnable[0] if runnable else "reference")
+
+
+@pytest.mark.parametrize("dense", ["q8_0", "bf16", "f32"])
+def test_reference_and_auto_logits_agree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                         dense: str) -> None:
+    path = write_random_model(tmp_path / f"tiny_{dense}.bin", seed=6, dense=dense)
+    tokens = list(range(3, 45))   # past the sliding window (8) of the tiny model
+    logits = {}
+    for value in ("reference", "auto"):
+        monkeypatch.setenv("EDGEMOE_KERNELS", value)
+        with edgemoe.load(path, n_ctx=64) as model:
+            logits[value] = model.logits(tokens).astype(np.float64)
+    ref, fast = logits["reference"], logits["auto"]
+    assert np.all(np.isfinite(fast))
+    rel_l2 = np.linalg.norm(fast - ref) / np.linalg.norm(ref)
+    rel_max = np.max(np.abs(fast - ref)) / np.max(np.abs(ref))
+    assert rel_l2 <= LOGITS_TOL and rel_max <= LOGITS_TOL, (rel_l2, rel_max)
+    if os.environ.get("EDGEMOE_KERNELS_REPORT"):   # pragma: no cover - for measurements
+        print(f"{dense}: relative L2 {rel_l2:.2e}, max {rel_max:.2e}")

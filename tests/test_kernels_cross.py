@@ -1,0 +1,83 @@
+"""The C kernel check (csrc/tests/kernel_check.c): every fast kernel set against the reference,
+built natively, and cross-compiled for arm64 and run under qemu so that the NEON kernels are
+tested on an x86 machine.
+
+The arm64 half needs ``aarch64-linux-gnu-gcc`` and ``qemu-aarch64`` (or ``qemu-aarch64-static``)
+on PATH; on Debian/Ubuntu: ``apt-get install gcc-aarch64-linux-gnu libc6-dev-arm64-cross
+qemu-user-static``. Without them the test is skipped, saying so.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CSRC = ROOT / "csrc"
+KERNEL_SOURCES = ["kernels.c", "kernels_ref.c", "kernels_avx2.c", "kernels_neon.c"]
+FLAGS = ["-std=c11", "-O2", "-Wall", "-Wextra", "-Werror", f"-I{CSRC}"]
+
+
+def build_check(cc: str, out: Path, extra: list[str]) -> Path:
+    sources = [str(CSRC / "tests" / "kernel_check.c")] + [str(CSRC / s) for s in KERNEL_SOURCES]
+    proc = subprocess.run([cc, *FLAGS, *extra, *sources, "-lm", "-o", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, f"{cc} failed:\n{proc.stderr}"
+    return out
+
+
+def run_check(cmd: list[str]) -> str:
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, f"{' '.join(cmd)} exited {proc.returncode}:\n{output}"
+    assert ", 0 failures" in proc.stdout, proc.stdout
+    return proc.stdout
+
+
+def test_kernel_check_native(tmp_path: Path) -> None:
+    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    if not cc:
+        pytest.skip("no C compiler (cc/gcc) on PATH")
+    exe = build_check(cc, tmp_path / "kernel_check", [])
+    out = run_check([str(exe)])
+    if platform.machine() in ("x86_64", "AMD64") and "auto selects: avx2" in out:
+        assert "avx2   matvec mxfp4" in out, out
+
+
+def cross_tools() -> tuple[str, str]:
+    gcc = shutil.which("aarch64-linux-gnu-gcc")
+    qemu = shutil.which("qemu-aarch64") or shutil.which("qemu-aarch64-static")
+    if not gcc or not qemu:
+        missing = [n for n, p in (("aarch64-linux-gnu-gcc", gcc), ("qemu-aarch64", qemu)) if not p]
+        pytest.skip(
+            f"{' and '.join(missing)} not on PATH (apt-get install gcc-aarch64-linux-gnu "
+            "libc6-dev-arm64-cross qemu-user-static)"
+        )
+    return gcc, qemu
+
+
+def test_kernel_check_neon_under_qemu(tmp_path: Path) -> None:
+    gcc, qemu = cross_tools()
+    exe = build_check(gcc, tmp_path / "kernel_check_arm64", ["-static"])
+    out = run_check([qemu, str(exe), "neon"])
+    assert "auto selects: neon" in out, out
+    for type_ in ("f32", "f16", "bf16", "q8_0", "mxfp4"):
+        assert f"neon   matvec {type_}" in out, out
+
+
+def test_whole_core_compiles_for_arm64_without_warnings(tmp_path: Path) -> None:
+    """Every csrc/*.c with build.py's flags (plus -Werror), for arm64: the x86 build never
+    compiles the NEON file's body."""
+    gcc, _ = cross_tools()
+    for src in sorted(CSRC.glob("*.c")):
+        proc = subprocess.run(
+            [gcc, "-std=c11", "-O3", "-Wall", "-Wextra", "-Werror", "-fvisibility=hidden",
+             f"-I{CSRC}", "-c", str(src), "-o", str(tmp_path / (src.stem + ".o"))],
+            capture_output=True, text=True, timeout=300,
+        )
+        assert proc.returncode == 0, f"{src.name}:\n{proc.stderr}"
