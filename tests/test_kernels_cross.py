@@ -32,7 +32,9 @@ def build_check(cc: str, out: Path, extra: list[str]) -> Path:
 
 
 def run_check(cmd: list[str]) -> str:
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    """Run the check with EDGEMOE_KERNELS unset (it reports what "auto" selects)."""
+    env = {k: v for k, v in os.environ.items() if k != "EDGEMOE_KERNELS"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, f"{' '.join(cmd)} exited {proc.returncode}:\n{output}"
     assert ", 0 failures" in proc.stdout, proc.stdout

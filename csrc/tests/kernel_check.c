@@ -320,7 +320,7 @@ int main(int argc, char **argv) {
         check_extremes(SETS[s]);
         check_vector_ops(SETS[s]);
     }
-    printf("auto selects: %s\n", edgemoe_kernels_name());
+    printf("auto selects: %s\n", edgemoe_kernels_name());   /* with EDGEMOE_KERNELS unset */
     if (!tested) printf("no fast kernel set runs on this CPU; nothing to compare\n");
     printf("%d checks, %d failures\n", checks, failures);
     return failures ? 1 : 0;

@@ -1,0 +1,90 @@
+"""matvec bandwidth of each kernel set at gpt-oss-20b shapes (pytest-benchmark).
+
+Not part of the default test run. Run with:
+
+    python -m pytest tests/bench/test_kernels_bench.py -s --benchmark-columns=min,median,rounds
+
+Each case reports GB/s of weight bytes streamed (``extra_info["GB/s"]``, from the fastest
+round), printed as a table at the end with ``-s``:
+- ``hot``: one matrix, called again and again, so it stays in the L3 cache (32 MiB on the
+  machine these were first measured on): the kernel's arithmetic speed;
+- ``dram``: a ring of copies of the matrix, 256 MB in all, one per call: weights come from
+  memory as in a real decode, where each token streams the whole model once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+
+from edgemoe._native import ffi, lib
+
+try:  # the quantizers are moving from edgemoe.format to edgemoe.quant
+    from edgemoe.quant import quantize_mxfp4, quantize_q8_0, to_bf16
+except ImportError:  # pragma: no cover - older tree
+    from edgemoe.format import quantize_mxfp4, quantize_q8_0, to_bf16  # type: ignore[no-redef]
+
+TYPE_IDS = {"f32": 0, "bf16": 2, "q8_0": 4, "mxfp4": 5}
+#: (type, rows, cols): gpt-oss-20b attention/dense (2880 × 2880 q8_0 or bf16) and experts
+#: (gate_up 5760 × 2880 and down 2880 × 2880, mxfp4).
+SHAPES = [("q8_0", 2880, 2880), ("bf16", 2880, 2880), ("mxfp4", 5760, 2880), ("mxfp4", 2880, 2880)]
+SETS = ["reference", "avx2", "neon"]
+DRAM_BYTES = 256 << 20
+
+RESULTS: list[tuple[str, str, str, float]] = []
+
+
+def encode(type_: str, w: np.ndarray) -> np.ndarray:
+    if type_ == "bf16":
+        return np.ascontiguousarray(to_bf16(w)).view(np.uint8).ravel()
+    if type_ == "q8_0":
+        return np.ascontiguousarray(quantize_q8_0(w)).view(np.uint8).ravel()
+    if type_ == "mxfp4":
+        return np.ascontiguousarray(quantize_mxfp4(w)).view(np.uint8).ravel()
+    return np.ascontiguousarray(w, dtype=np.float32).view(np.uint8).ravel()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def table() -> Iterator[None]:
+    yield
+    if RESULTS:
+        print("\n\n| kernels | weights | shape | residency | GB/s |\n|---|---|---|---|---|")
+        for kernels, case, residency, gbs in RESULTS:
+            type_, shape = case.split(" ")
+            print(f"| {kernels} | {type_} | {shape} | {residency} | {gbs:.2f} |")
+
+
+@pytest.mark.parametrize("residency", ["hot", "dram"])
+@pytest.mark.parametrize(("type_", "rows", "cols"), SHAPES)
+@pytest.mark.parametrize("kernels", SETS)
+def test_matvec_bandwidth(benchmark: Any, kernels: str, type_: str, rows: int, cols: int,
+                          residency: str) -> None:
+    if not lib.edgemoe_kernels_available(kernels.encode()):
+        pytest.skip(f"kernel set {kernels!r} does not run on this CPU / build")
+    if kernels == "reference" and residency == "dram":
+        pytest.skip("the reference is compute-bound: where the weights live does not matter")
+    g = np.random.default_rng(0)
+    data = encode(type_, (g.standard_normal((rows, cols)) * cols**-0.5).astype(np.float32))
+    copies = max(1, DRAM_BYTES // data.size) if residency == "dram" else 1
+    ring = [data] + [data.copy() for _ in range(copies - 1)]
+    weights = [ffi.from_buffer("uint8_t[]", d) for d in ring]
+    x = g.standard_normal(cols).astype(np.float32)
+    y = np.zeros(rows, dtype=np.float32)
+    xp, yp = ffi.from_buffer("float[]", x), ffi.from_buffer("float[]", y)
+    name, type_id = kernels.encode(), TYPE_IDS[type_]
+    state = {"i": 0}
+
+    def run() -> None:
+        w = weights[state["i"] % copies]
+        state["i"] += 1
+        assert lib.edgemoe_kernel_matvec(name, type_id, w, rows, cols, xp, yp) == lib.EDGEMOE_OK
+
+    slow = kernels == "reference"
+    benchmark.pedantic(run, rounds=3 if slow else max(30, 2 * copies), iterations=1,
+                       warmup_rounds=1 if slow else copies)
+    gbs = data.size / benchmark.stats.stats.min / 1e9
+    benchmark.extra_info["GB/s"] = round(gbs, 2)
+    RESULTS.append((kernels, f"{type_} {rows}x{cols}", residency, gbs))
