@@ -8,24 +8,8 @@
 #include <string.h>
 
 #include "context.h"
+#include "errbuf.h"
 #include "rope.h"
-
-/* Write "<message>" into buf (err_len bytes, may be NULL). Returns status. */
-static int error_write(char *buf, size_t len, int status, const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 4, 5)))
-#endif
-    ;
-
-static int error_write(char *buf, size_t len, int status, const char *fmt, ...) {
-    if (buf && len) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(buf, len, fmt, ap);
-        va_end(ap);
-    }
-    return status;
-}
 
 /* calloc of n elements of size bytes, NULL on overflow or failure (n may be 0). */
 static void *array_new(size_t n, size_t size) {

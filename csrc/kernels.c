@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "edgemoe.h"
+#include "errbuf.h"
 #include "kernels.h"
 #include "kernels_isa.h"
 #include "kernels_ref.h"
@@ -114,22 +115,6 @@ static void runnable_list(char *buf, size_t len) {
         if (n < 0 || (size_t)n >= len - used) return;
         used += (size_t)n;
     }
-}
-
-static int error_write(char *buf, size_t len, int status, const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 4, 5)))
-#endif
-    ;
-
-static int error_write(char *buf, size_t len, int status, const char *fmt, ...) {
-    if (buf && len) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(buf, len, fmt, ap);
-        va_end(ap);
-    }
-    return status;
 }
 
 int kernels_from_env(const kernel_table **out, char *err, size_t err_len) {
