@@ -23,11 +23,7 @@ from models import write_random_model
 import edgemoe
 from edgemoe._native import ffi, lib
 from edgemoe.errors import InvalidArgumentError
-
-try:  # the quantizers are moving from edgemoe.format to edgemoe.quant
-    from edgemoe.quant import quantize_mxfp4, quantize_q8_0, to_bf16
-except ImportError:  # pragma: no cover - older tree
-    from edgemoe.format import quantize_mxfp4, quantize_q8_0, to_bf16  # type: ignore[no-redef]
+from edgemoe.quant import encode_tensor
 
 # edgemoe tensor type numbers (format.h EDGEMOE_TYPE_*)
 TYPE_IDS = {"f32": 0, "f16": 1, "bf16": 2, "u8": 3, "q8_0": 4, "mxfp4": 5}
@@ -57,20 +53,6 @@ def need_set(name: str) -> None:
 # ------------------------------------------------------------------------------ weights
 
 
-def encode(type_: str, w: np.ndarray) -> np.ndarray:
-    """The tensor's model.bin bytes (1-D uint8)."""
-    w = np.ascontiguousarray(w, dtype=np.float32)
-    if type_ == "f32":
-        return w.view(np.uint8).ravel()
-    if type_ == "f16":
-        return w.astype(np.float16).view(np.uint8).ravel()
-    if type_ == "bf16":
-        return np.ascontiguousarray(to_bf16(w)).view(np.uint8).ravel()
-    if type_ == "q8_0":
-        return np.ascontiguousarray(quantize_q8_0(w)).view(np.uint8).ravel()
-    if type_ == "mxfp4":
-        return np.ascontiguousarray(quantize_mxfp4(w)).view(np.uint8).ravel()
-    raise ValueError(type_)
 
 
 def decode(type_: str, data: np.ndarray, rows: int, cols: int) -> np.ndarray:
@@ -163,7 +145,7 @@ def test_matvec_random(kernels: str, type_: str, rows: int, cols: int) -> None:
     g = np.random.default_rng(rows * 10007 + cols)
     w = (g.standard_normal((rows, cols)) * cols**-0.5).astype(np.float32)
     x = g.standard_normal(cols).astype(np.float32)
-    data = encode(type_, w)
+    data = encode_tensor(type_, w)
     exact, scale = float64_product(decode(type_, data, rows, cols), x)
     y = matvec(kernels, type_, data, rows, cols, x)
     tol = REFERENCE_TOL if kernels == "reference" else MATVEC_TOL[type_]
@@ -182,7 +164,7 @@ def test_matvec_unaligned_weights(kernels: str) -> None:
     w = g.standard_normal((rows, cols)).astype(np.float32)
     x = g.standard_normal(cols).astype(np.float32)
     for type_ in ("f32", "f16", "bf16", "q8_0", "mxfp4"):
-        data = encode(type_, w)
+        data = encode_tensor(type_, w)
         shifted = np.empty(data.size + 1, dtype=np.uint8)[1:]
         shifted[:] = data
         exact, scale = float64_product(decode(type_, data, rows, cols), x)
@@ -204,7 +186,7 @@ def test_matvec_mxfp4_extreme_x(kernels: str, x_scale: float, w_scale: float) ->
     w = (g.standard_normal((rows, cols)) * w_scale).astype(np.float32)
     x = (g.standard_normal(cols) * x_scale).astype(np.float32)
     x[::7] = 1.0   # a few ordinary values among them
-    data = encode("mxfp4", w)
+    data = encode_tensor("mxfp4", w)
     exact, scale = float64_product(decode("mxfp4", data, rows, cols), x)
     y = matvec(kernels, "mxfp4", data, rows, cols, x)
     tol = REFERENCE_TOL if kernels == "reference" else MATVEC_TOL["mxfp4"]

@@ -21,11 +21,7 @@ import numpy as np
 import pytest
 
 from edgemoe._native import ffi, lib
-
-try:  # the quantizers are moving from edgemoe.format to edgemoe.quant
-    from edgemoe.quant import quantize_mxfp4, quantize_q8_0, to_bf16
-except ImportError:  # pragma: no cover - older tree
-    from edgemoe.format import quantize_mxfp4, quantize_q8_0, to_bf16  # type: ignore[no-redef]
+from edgemoe.quant import encode_tensor
 
 TYPE_IDS = {"f32": 0, "bf16": 2, "q8_0": 4, "mxfp4": 5}
 #: (type, rows, cols): gpt-oss-20b attention/dense (2880 × 2880 q8_0 or bf16) and experts
@@ -37,14 +33,6 @@ DRAM_BYTES = 256 << 20
 RESULTS: list[tuple[str, str, str, float]] = []
 
 
-def encode(type_: str, w: np.ndarray) -> np.ndarray:
-    if type_ == "bf16":
-        return np.ascontiguousarray(to_bf16(w)).view(np.uint8).ravel()
-    if type_ == "q8_0":
-        return np.ascontiguousarray(quantize_q8_0(w)).view(np.uint8).ravel()
-    if type_ == "mxfp4":
-        return np.ascontiguousarray(quantize_mxfp4(w)).view(np.uint8).ravel()
-    return np.ascontiguousarray(w, dtype=np.float32).view(np.uint8).ravel()
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -67,7 +55,7 @@ def test_matvec_bandwidth(benchmark: Any, kernels: str, type_: str, rows: int, c
     if kernels == "reference" and residency == "dram":
         pytest.skip("the reference is compute-bound: where the weights live does not matter")
     g = np.random.default_rng(0)
-    data = encode(type_, (g.standard_normal((rows, cols)) * cols**-0.5).astype(np.float32))
+    data = encode_tensor(type_, (g.standard_normal((rows, cols)) * cols**-0.5).astype(np.float32))
     copies = max(1, DRAM_BYTES // data.size) if residency == "dram" else 1
     ring = [data] + [data.copy() for _ in range(copies - 1)]
     weights = [ffi.from_buffer("uint8_t[]", d) for d in ring]
