@@ -30,7 +30,7 @@ def read_cdef() -> str:
 
 
 def compile_args() -> list[str]:
-    args = ["-std=c11", "-Wall", "-Wextra", "-fvisibility=hidden"]
+    args = ["-std=c11", "-Wall", "-Wextra", "-fvisibility=hidden", "-pthread"]
     if os.environ.get("EDGEMOE_DEBUG") == "1":
         args += ["-O0", "-g"]
     else:
@@ -49,6 +49,7 @@ ffibuilder.set_source(
     include_dirs=[str(CSRC.relative_to(ROOT))],
     extra_compile_args=compile_args(),
     libraries=["m"],
+    extra_link_args=["-pthread"],   # the worker pool (csrc/pool.c)
 )
 
 if __name__ == "__main__":

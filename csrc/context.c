@@ -27,40 +27,49 @@ static size_t widest_vector(const hparams *hp) {
     return d;
 }
 
-/* Allocate every buffer of ctx (ctx->model and n_ctx set). Returns 0 if any allocation failed. */
+/* Allocate every buffer of ctx (model, n_ctx, n_threads set). Returns 0 if any failed. */
 static int context_alloc(edgemoe_context *ctx) {
     const hparams *hp = &ctx->model->hp;
     const size_t H = (size_t)hp->n_embd, I = (size_t)hp->n_ff, hd = (size_t)hp->head_dim;
     const size_t Q = (size_t)hp->n_head * hd, KV = (size_t)hp->n_head_kv * hd;
-    const size_t D = widest_vector(hp);
+    const size_t E = (size_t)hp->n_expert, K = (size_t)hp->n_expert_used;
+    const size_t D = widest_vector(hp), B = CONTEXT_BATCH, T = (size_t)ctx->n_threads;
     /* n_layer <= 2^10, n_ctx <= 2^20, KV <= 2^20: the cache size fits 64 bits */
     const uint64_t cache = (uint64_t)hp->n_layer * (uint64_t)ctx->n_ctx * (uint64_t)KV;
     if (cache > SIZE_MAX / sizeof(float)) return 0;
     ctx->k_cache = array_new((size_t)cache, sizeof(float));
     ctx->v_cache = array_new((size_t)cache, sizeof(float));
     ctx->inv_freq = array_new(hd / 2, sizeof(float));
-    ctx->rope_cos = array_new(hd / 2, sizeof(float));
-    ctx->rope_sin = array_new(hd / 2, sizeof(float));
-    ctx->x = array_new(H, sizeof(float));
-    ctx->xn = array_new(H, sizeof(float));
-    ctx->q = array_new(Q, sizeof(float));
-    ctx->att = array_new(Q, sizeof(float));
-    ctx->att_acc = array_new(hd, sizeof(double));
-    ctx->scores = array_new((size_t)ctx->n_ctx + 1, sizeof(float));
-    ctx->sinks = array_new((size_t)hp->n_head, sizeof(float));
-    ctx->proj = array_new(H, sizeof(float));
-    ctx->moe = array_new(H, sizeof(float));
-    ctx->router = array_new((size_t)hp->n_expert, sizeof(float));
-    ctx->chosen = array_new((size_t)hp->n_expert_used, sizeof(int));
-    ctx->gate_weight = array_new((size_t)hp->n_expert_used, sizeof(float));
-    ctx->gate_up = array_new(2 * I, sizeof(float));
-    ctx->act = array_new(I, sizeof(float));
+    ctx->rope_cos = array_new(B * hd / 2, sizeof(float));
+    ctx->rope_sin = array_new(B * hd / 2, sizeof(float));
+    ctx->x = array_new(B * H, sizeof(float));
+    ctx->xn = array_new(B * H, sizeof(float));
+    ctx->q = array_new(B * Q, sizeof(float));
+    ctx->att = array_new(B * Q, sizeof(float));
+    ctx->proj = array_new(B * H, sizeof(float));
+    ctx->router = array_new(B * E, sizeof(float));
+    ctx->chosen = array_new(B * K, sizeof(int));
+    ctx->gate_weight = array_new(B * K, sizeof(float));
+    ctx->expert_out = array_new(B * K * H, sizeof(float));
+    ctx->expert_tokens = array_new(B, sizeof(int));
+    ctx->expert_slots = array_new(B, sizeof(int));
+    ctx->expert_in = array_new(B * H, sizeof(float));
+    ctx->gate_up = array_new(B * 2 * I, sizeof(float));
+    ctx->act = array_new(B * I, sizeof(float));
     ctx->vec = array_new(D, sizeof(float));
-    ctx->work = array_new(D, sizeof(float));
+    ctx->sinks = array_new((size_t)hp->n_head, sizeof(float));
+    ctx->width = D;
+    ctx->qa_q = array_new(B * D, sizeof(int16_t));
+    ctx->qa_d = array_new(B * (D / 32 + 1), sizeof(float));
+    ctx->qa_exact = array_new(B, 1);
+    ctx->work = array_new(T * D, sizeof(float));
+    ctx->scores = array_new(T * ((size_t)ctx->n_ctx + 1), sizeof(float));
+    ctx->att_acc = array_new(T * hd, sizeof(double));
     return ctx->k_cache && ctx->v_cache && ctx->inv_freq && ctx->rope_cos && ctx->rope_sin && ctx->x
-           && ctx->xn && ctx->q && ctx->att && ctx->att_acc && ctx->scores && ctx->sinks && ctx->proj
-           && ctx->moe && ctx->router && ctx->chosen && ctx->gate_weight && ctx->gate_up && ctx->act
-           && ctx->vec && ctx->work;
+           && ctx->xn && ctx->q && ctx->att && ctx->proj && ctx->router && ctx->chosen
+           && ctx->gate_weight && ctx->expert_out && ctx->expert_tokens && ctx->expert_slots
+           && ctx->expert_in && ctx->gate_up && ctx->act && ctx->vec && ctx->sinks && ctx->qa_q && ctx->qa_d
+           && ctx->qa_exact && ctx->work && ctx->scores && ctx->att_acc;
 }
 
 int edgemoe_context_new(edgemoe_model *model, int32_t n_ctx, int32_t n_threads,
@@ -69,6 +78,9 @@ int edgemoe_context_new(edgemoe_model *model, int32_t n_ctx, int32_t n_threads,
     if (!out) return error_write(err, err_len, EDGEMOE_ERR_ARG, "out must not be NULL");
     *out = NULL;
     if (!model) return error_write(err, err_len, EDGEMOE_ERR_ARG, "model must not be NULL");
+    if (n_threads > CONTEXT_MAX_THREADS)
+        return error_write(err, err_len, EDGEMOE_ERR_ARG, "n_threads %d is more than %d", n_threads,
+                           CONTEXT_MAX_THREADS);
     if (n_ctx < 1 || n_ctx > CONTEXT_MAX_N_CTX)
         return error_write(err, err_len, EDGEMOE_ERR_ARG, "n_ctx %d is out of range [1, %d]", n_ctx,
                            CONTEXT_MAX_N_CTX);
@@ -77,13 +89,19 @@ int edgemoe_context_new(edgemoe_model *model, int32_t n_ctx, int32_t n_threads,
     ctx->model = model;
     ctx->kernels = model->kernels;
     ctx->n_ctx = n_ctx;
-    ctx->n_threads = n_threads > 0 ? n_threads : 1;   /* the reference path is single-threaded */
+    ctx->n_threads = n_threads > 0 ? n_threads : 1;
     if (!context_alloc(ctx)) {
         const hparams *hp = &model->hp;
         double mib = 2.0 * hp->n_layer * (double)n_ctx * hp->n_head_kv * hp->head_dim * 4 / 1048576.0;
         edgemoe_context_free(ctx);
         return error_write(err, err_len, EDGEMOE_ERR_NOMEM,
                            "out of memory for a context of %d positions (KV cache %.1f MiB)", n_ctx, mib);
+    }
+    ctx->pool = pool_new(ctx->n_threads);
+    if (!ctx->pool) {
+        edgemoe_context_free(ctx);
+        return error_write(err, err_len, EDGEMOE_ERR_NOMEM, "could not start %d worker threads",
+                           n_threads - 1);
     }
     ctx->rope_factor = rope_inv_freq(&model->hp, ctx->inv_freq);
     *out = ctx;
@@ -92,10 +110,12 @@ int edgemoe_context_new(edgemoe_model *model, int32_t n_ctx, int32_t n_threads,
 
 void edgemoe_context_free(edgemoe_context *ctx) {
     if (!ctx) return;
+    pool_free(ctx->pool);
     void *buffers[] = {
         ctx->k_cache, ctx->v_cache, ctx->inv_freq, ctx->rope_cos, ctx->rope_sin, ctx->x, ctx->xn,
-        ctx->q, ctx->att, ctx->att_acc, ctx->scores, ctx->sinks, ctx->proj, ctx->moe, ctx->router,
-        ctx->chosen, ctx->gate_weight, ctx->gate_up, ctx->act, ctx->vec, ctx->work,
+        ctx->q, ctx->att, ctx->proj, ctx->router, ctx->chosen, ctx->gate_weight, ctx->expert_out,
+        ctx->expert_tokens, ctx->expert_slots, ctx->expert_in, ctx->gate_up, ctx->act, ctx->vec,
+        ctx->sinks, ctx->qa_q, ctx->qa_d, ctx->qa_exact, ctx->work, ctx->scores, ctx->att_acc,
     };
     for (size_t i = 0; i < sizeof buffers / sizeof buffers[0]; i++) free(buffers[i]);
     free(ctx);
@@ -146,11 +166,14 @@ int edgemoe_context_eval(edgemoe_context *ctx, const int32_t *tokens, int32_t n_
     int rc = eval_check(ctx, tokens, n_tokens, logits, logits_mode);
     if (rc) return rc;
     const size_t n_vocab = (size_t)ctx->model->hp.n_vocab;
-    for (int32_t i = 0; i < n_tokens; i++) {
-        float *row = NULL;
-        if (logits_mode == 2) row = logits + (size_t)i * n_vocab;
-        else if (logits_mode == 1 && i == n_tokens - 1) row = logits;
-        forward_token(ctx, tokens[i], ctx->n_past + i, row);
+    for (int32_t i = 0; i < n_tokens; i += CONTEXT_BATCH) {
+        const int32_t n = n_tokens - i < CONTEXT_BATCH ? n_tokens - i : CONTEXT_BATCH;
+        const int last_chunk = i + n == n_tokens;
+        if (logits_mode == 2)
+            forward_batch(ctx, tokens + i, n, ctx->n_past + i, logits + (size_t)i * n_vocab, 2);
+        else
+            forward_batch(ctx, tokens + i, n, ctx->n_past + i, logits,
+                          logits_mode == 1 && last_chunk ? 1 : 0);
     }
     ctx->n_past += n_tokens;
     return EDGEMOE_OK;

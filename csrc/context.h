@@ -10,12 +10,17 @@
 #include "edgemoe.h"
 #include "kernels.h"
 #include "model.h"
+#include "pool.h"
 
 #define CONTEXT_MAX_N_CTX (1 << 20)   /* positions; keeps every cache index far inside int64 */
+#define CONTEXT_MAX_THREADS 1024
+
+#define CONTEXT_BATCH 64   /* tokens evaluated together (a prompt goes in chunks of this) */
 
 /*
- * Shapes below: H = n_embd, I = n_ff, E = n_expert, K = n_expert_used, nh/nkv heads of hd,
- * Q = nh·hd, KV = nkv·hd, D = max(H, Q, 2I, E) (the widest row or vector the model has).
+ * Shapes below: B = CONTEXT_BATCH, H = n_embd, I = n_ff, E = n_expert, K = n_expert_used,
+ * nh/nkv heads of hd, Q = nh·hd, KV = nkv·hd, D = max(H, Q, 2I, E) (the widest row or vector
+ * the model has), T = threads.
  */
 struct edgemoe_context {
     edgemoe_model *model;
@@ -23,6 +28,7 @@ struct edgemoe_context {
     int32_t n_ctx;
     int32_t n_past;
     int32_t n_threads;
+    pool *pool;          /* T threads, the caller included (pool.h) */
 
     /* KV cache: keys after RoPE, and values, of every position < n_past */
     float *k_cache;      /* [n_layer, n_ctx, KV] */
@@ -31,36 +37,49 @@ struct edgemoe_context {
     /* RoPE */
     float *inv_freq;     /* [hd/2] */
     float rope_factor;   /* attention factor multiplying cos and sin */
-    float *rope_cos;     /* [hd/2] cos(pos · inv_freq) · factor of the current position */
-    float *rope_sin;     /* [hd/2] */
+    float *rope_cos;     /* [B, hd/2] cos(pos · inv_freq) · factor of each token's position */
+    float *rope_sin;     /* [B, hd/2] */
 
-    /* activations of the token being evaluated */
-    float *x;            /* [H] residual stream */
-    float *xn;           /* [H] x after an RMSNorm */
-    float *q;            /* [Q] queries */
-    float *att;          /* [Q] attention output, heads concatenated */
-    double *att_acc;     /* [hd] one head's P·V accumulator */
-    float *scores;       /* [n_ctx + 1] one head's scores over keys, then the sink */
-    float *sinks;        /* [nh] */
-    float *proj;         /* [H] output of o_proj, or of one expert */
-    float *moe;          /* [H] Σ weight · expert output */
-    float *router;       /* [E] router logits */
-    int *chosen;         /* [K] experts picked by the router, best first */
-    float *gate_weight;  /* [K] softmax over the chosen logits */
-    float *gate_up;      /* [2I] expert's first projection, gate/up interleaved */
-    float *act;          /* [I] SwiGLU activation */
+    /* activations of the tokens being evaluated, one row per token */
+    float *x;            /* [B, H] residual stream */
+    float *xn;           /* [B, H] x after an RMSNorm */
+    float *q;            /* [B, Q] queries */
+    float *att;          /* [B, Q] attention output, heads concatenated */
+    float *proj;         /* [B, H] output of o_proj; then Σ weight · expert output */
+    float *router;       /* [B, E] router logits */
+    int *chosen;         /* [B, K] experts picked by the router, best first */
+    float *gate_weight;  /* [B, K] softmax over the chosen logits */
+    float *expert_out;   /* [B, K, H] output of the k-th chosen expert of each token */
+    int *expert_tokens;  /* [B] tokens routed to the expert being applied */
+    int *expert_slots;   /* [B] which of the token's K choices it is */
+    float *expert_in;    /* [B, H] their normalized x, gathered */
+    float *gate_up;      /* [B, 2I] expert's first projection, gate/up interleaved */
+    float *act;          /* [B, I] SwiGLU activation */
     float *vec;          /* [D] a 1-D weight (bias or norm) dequantized */
-    float *work;         /* [D] a weight row dequantized (kernel scratch) */
+    float *sinks;        /* [nh] the layer's attention sinks */
+    size_t width;        /* D */
+
+    /* activations quantized for the integer kernels (kernels.h: struct qact) */
+    int16_t *qa_q;       /* [B, D] */
+    float *qa_d;         /* [B, D/32] */
+    uint8_t *qa_exact;   /* [B] */
+
+    /* per thread */
+    float *work;         /* [T, D] kernel scratch */
+    float *scores;       /* [T, n_ctx + 1] one head's scores over keys, then the sink */
+    double *att_acc;     /* [T, hd] one head's P·V accumulator */
 
     char error[512];     /* message of the last failed call, "" if none */
 };
 
 /*
- * Run one token through the model at position pos (< n_ctx), writing its keys and values
- * into the cache at pos. Positions < pos must already be in the cache. If logits is not
- * NULL, write the n_vocab output logits there. The arguments are trusted (checked by
- * edgemoe_context_eval).
+ * Run n tokens (1 <= n <= CONTEXT_BATCH) through the model at positions pos .. pos+n−1
+ * (< n_ctx), writing their keys and values into the cache. Positions < pos must already be in
+ * the cache. logits_mode 2: the n rows of logits; 1: the last token's row; 0: none (logits may
+ * be NULL). The arguments are trusted (checked by edgemoe_context_eval). The result does not
+ * depend on n: a batch gives the same numbers as its tokens one at a time.
  */
-void forward_token(edgemoe_context *ctx, int32_t token, int32_t pos, float *logits);
+void forward_batch(edgemoe_context *ctx, const int32_t *tokens, int32_t n, int32_t pos,
+                   float *logits, int32_t logits_mode);
 
 #endif /* EDGEMOE_CONTEXT_H */

@@ -89,9 +89,10 @@ void edgemoe_model_free(edgemoe_model *model);
 int edgemoe_model_get_info(const edgemoe_model *model, edgemoe_model_info *out);
 
 /*
- * Create an inference context (KV cache + scratch) for up to n_ctx positions.
- * n_threads <= 0 means "choose". Success: EDGEMOE_OK and *out set (free with
- * edgemoe_context_free). Failure: error status, *out NULL, message in err.
+ * Create an inference context (KV cache + scratch) for up to n_ctx positions, evaluated by
+ * n_threads threads (the caller and n_threads − 1 workers the context starts and keeps until it
+ * is freed; <= 0 means 1, more than 1024 is EDGEMOE_ERR_ARG). Success: EDGEMOE_OK and *out set
+ * (free with edgemoe_context_free). Failure: error status, *out NULL, message in err.
  */
 int edgemoe_context_new(edgemoe_model *model, int32_t n_ctx, int32_t n_threads,
                         edgemoe_context **out, char *err, size_t err_len);
@@ -143,6 +144,20 @@ int edgemoe_kernels_available(const char *name);
  */
 int edgemoe_kernel_matvec(const char *kernels, int type, const uint8_t *w, int64_t rows,
                           int64_t cols, const float *x, float *y);
+
+/*
+ * Y[n_tok, rows] = X[n_tok, cols] · Wᵀ: edgemoe_kernel_matvec for n_tok tokens at once, through
+ * the batched path prompt evaluation takes (row t of y is the product with row t of x).
+ */
+int edgemoe_kernel_matmul(const char *kernels, int type, const uint8_t *w, int64_t rows,
+                          int64_t cols, const float *x, int64_t n_tok, float *y);
+
+/*
+ * 1 if the set's products with weights of `type` round activations to int16 blocks first (the
+ * integer kernels: struct qact in csrc/kernels.h states the rule), 0 if they keep x in f32 or
+ * the set or type does not exist.
+ */
+int edgemoe_kernel_int16_activations(const char *kernels, int type);
 
 /* *out = Σ a[i]·b[i] for i < n (attention scores). */
 int edgemoe_kernel_dot(const char *kernels, const float *a, const float *b, int64_t n,

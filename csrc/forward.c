@@ -1,13 +1,21 @@
 /*
- * forward.c — the gpt-oss forward pass for one token, in f32 (ORACLES.md §3.4).
+ * forward.c — the gpt-oss forward pass for a batch of tokens, in f32 (ORACLES.md §3.4).
  *
  *   x = embed[token]
  *   per layer:  x += o_proj(attention(rope(q), rope(k), v over the cache, sinks))   (of rmsnorm(x))
  *               x += Σ_top-k softmax(router)_e · expert_e(rmsnorm(x))
  *   logits = lm_head(rmsnorm(x))
  *
- * A batch is evaluated one token at a time (edgemoe_context_eval): token i sees the cache
- * entries of every earlier position, which is exactly causal attention over the batch.
+ * Batching. The n tokens of a batch go through each matrix together: the integer kernels decode
+ * a weight row once for all of them, and the experts are applied expert by expert to the tokens
+ * routed to each, so an expert's weights are read once per batch, not once per token. Keys and
+ * values of the whole batch enter the cache before attention, and token i attends to positions
+ * up to its own: exactly causal attention. Every per-token sum keeps the order of the one-token
+ * path (the experts' outputs are summed in the router's order, not in expert order), so a batch
+ * gives the same numbers as its tokens one at a time.
+ *
+ * Threads. Matrix products split their rows, and attention its (token, head) pairs, between the
+ * context's pool threads (pool.h); the cheap vector steps run on the calling thread.
  */
 #include <math.h>
 #include <string.h>
@@ -15,23 +23,75 @@
 #include "context.h"
 #include "kernels_ref.h"
 
+/* Matrices with fewer rows than this run on one thread: a job costs a few microseconds. */
+#define PARALLEL_MIN_ROWS 64
+
 /* ---------------------------------------------------------------------------------------
- * Building blocks
+ * Matrix products over a batch
  */
 
-/* y[rows] = W x (+ b): the matvec through the kernel table, then the bias. b may be NULL. */
-static void linear(edgemoe_context *ctx, const tensor *w, const tensor *b, const float *x, float *y) {
-    ctx->kernels->matvec[w->type](w, x, y, ctx->work);
+typedef struct linear_job {
+    edgemoe_context *ctx;
+    const tensor *w;
+    const float *x;      /* [n, cols] */
+    const qact *qa;      /* prepared x, or NULL: matvec per token */
+    float *y;            /* y[t·ldy + r] */
+    int64_t ldy;
+    int32_t n;
+} linear_job;
+
+/* Rows [r0, r1) of share i of n: equal shares, boundaries on multiples of 4 rows. */
+static void share_rows(int64_t rows, int i, int n, int64_t *r0, int64_t *r1) {
+    const int64_t quads = (rows + 3) / 4;
+    const int64_t a = quads * i / n * 4, b = quads * (i + 1) / n * 4;
+    *r0 = a < rows ? a : rows;
+    *r1 = b < rows ? b : rows;
+}
+
+static void linear_share(void *arg, int i, int n) {
+    const linear_job *job = arg;
+    const tensor *w = job->w;
+    int64_t r0, r1;
+    share_rows(w->rows, i, n, &r0, &r1);
+    if (r0 >= r1) return;
+    const kernel_table *k = job->ctx->kernels;
+    if (job->qa) {
+        k->matmul[w->type](w, r0, r1, job->qa, job->y, job->ldy);
+        return;
+    }
+    float *work = job->ctx->work + (size_t)i * job->ctx->width;
+    for (int32_t t = 0; t < job->n; t++)
+        k->matvec[w->type](w, r0, r1, job->x + (size_t)t * (size_t)w->cols,
+                           job->y + (size_t)t * (size_t)job->ldy, work);
+}
+
+/*
+ * y[t·ldy + r] = W[r, :] · x[t, :] (+ b[r]) for t < n: the set's integer kernel over
+ * activations quantized once here, or its matvec per token; rows split between the threads.
+ */
+static void linear(edgemoe_context *ctx, const tensor *w, const tensor *b, const float *x,
+                   int32_t n, float *y, int64_t ldy) {
+    qact qa = {.x = x, .q = ctx->qa_q, .d = ctx->qa_d, .exact = ctx->qa_exact, .n_tok = n,
+               .cols = w->cols};
+    linear_job job = {.ctx = ctx, .w = w, .x = x, .qa = NULL, .y = y, .ldy = ldy, .n = n};
+    if (ctx->kernels->matmul[w->type]) {
+        qact_quantize(&qa, ctx->kernels->qact_order[w->type]);
+        job.qa = &qa;
+    }
+    if (w->rows < PARALLEL_MIN_ROWS) linear_share(&job, 0, 1);
+    else pool_run(ctx->pool, linear_share, &job);
     if (b) {
         dequantize_row(b, 0, ctx->vec);
-        vec_add(y, ctx->vec, w->rows);
+        for (int32_t t = 0; t < n; t++) vec_add(y + (size_t)t * (size_t)ldy, ctx->vec, w->rows);
     }
 }
 
-/* out[H] = rmsnorm(x[H]) with weight w. */
-static void norm(edgemoe_context *ctx, const tensor *w, const float *x, float *out) {
+/* out[t] = rmsnorm(x[t]) with weight w, for the n rows of [n, H]. */
+static void norm(edgemoe_context *ctx, const tensor *w, const float *x, float *out, int32_t n) {
+    const size_t H = (size_t)w->cols;
     dequantize_row(w, 0, ctx->vec);
-    ctx->kernels->rmsnorm(out, x, ctx->vec, w->cols, ctx->model->hp.rms_norm_eps);
+    for (int32_t t = 0; t < n; t++)
+        ctx->kernels->rmsnorm(out + t * H, x + t * H, ctx->vec, w->cols, ctx->model->hp.rms_norm_eps);
 }
 
 /* Row of the cache for (layer, pos): [KV] floats. */
@@ -41,12 +101,15 @@ static float *kv_row(const edgemoe_context *ctx, float *cache, int32_t layer, in
     return cache + ((size_t)layer * (size_t)ctx->n_ctx + (size_t)pos) * kv_dim;
 }
 
-/* cos and sin of pos · inv_freq (angles in f32, as transformers), times the attention factor. */
-static void rope_angles(edgemoe_context *ctx, int32_t pos) {
-    for (int i = 0; i < ctx->model->hp.head_dim / 2; i++) {
+/* cos and sin of pos · inv_freq (angles in f32, as transformers), times the attention factor,
+ * into row t of rope_cos / rope_sin. */
+static void rope_angles(edgemoe_context *ctx, int32_t t, int32_t pos) {
+    const int half = ctx->model->hp.head_dim / 2;
+    float *c = ctx->rope_cos + (size_t)t * (size_t)half, *s = ctx->rope_sin + (size_t)t * (size_t)half;
+    for (int i = 0; i < half; i++) {
         const float angle = (float)pos * ctx->inv_freq[i];
-        ctx->rope_cos[i] = cosf(angle) * ctx->rope_factor;
-        ctx->rope_sin[i] = sinf(angle) * ctx->rope_factor;
+        c[i] = cosf(angle) * ctx->rope_factor;
+        s[i] = sinf(angle) * ctx->rope_factor;
     }
 }
 
@@ -54,95 +117,159 @@ static void rope_angles(edgemoe_context *ctx, int32_t pos) {
  * Attention
  */
 
-/*
- * Query head h at position pos attends over cached positions first..pos plus its sink:
- * out[hd] = Σ_t softmax([q·k_t / sqrt(hd) ..., sink])_t · v_t   (the sink column dropped).
- */
-static void attention_head(edgemoe_context *ctx, int32_t layer, int h, int32_t first, int32_t pos,
-                           float *out) {
-    const hparams *hp = &ctx->model->hp;
-    const int hd = hp->head_dim;
-    const int kv_head = h / (hp->n_head / hp->n_head_kv);
-    const float *q = ctx->q + (size_t)h * (size_t)hd;
-    const double scale = 1.0 / sqrt((double)hd);
-    const int32_t n = pos - first + 1;
-    for (int32_t j = 0; j < n; j++) {
-        const float *k = kv_row(ctx, ctx->k_cache, layer, first + j) + (size_t)kv_head * (size_t)hd;
-        ctx->scores[j] = (float)(ctx->kernels->dot(q, k, hd) * scale);
-    }
-    ctx->scores[n] = ctx->sinks[h];
-    softmax(ctx->scores, n + 1);
-    /* the value rows of positions first..pos are kv_dim floats apart in the cache */
-    const float *v = kv_row(ctx, ctx->v_cache, layer, first) + (size_t)kv_head * (size_t)hd;
-    const size_t kv_dim = (size_t)hp->n_head_kv * (size_t)hd;
-    ctx->kernels->weighted_sum(out, ctx->scores, v, kv_dim, n, hd, ctx->att_acc);
-}
+typedef struct attention_job {
+    edgemoe_context *ctx;
+    int32_t layer;
+    int32_t n;           /* tokens */
+    int32_t pos;         /* position of token 0 */
+    const float *sinks;  /* [nh] */
+} attention_job;
 
-/* x += o_proj(attention(rmsnorm(x))) for one layer; stores this position's k and v. */
-static void forward_attention(edgemoe_context *ctx, int32_t layer, int32_t pos) {
+/*
+ * Query head h of token t (at position pos) attends over cached positions first..pos plus its
+ * sink: out[hd] = Σ_j softmax([q·k_j / sqrt(hd) ..., sink])_j · v_j (the sink column dropped).
+ * scores: [n_ctx + 1], acc: [hd] of the calling thread.
+ */
+static void attention_head(edgemoe_context *ctx, int32_t layer, int32_t t, int h, int32_t pos,
+                           const float *sinks, float *scores, double *acc) {
     const hparams *hp = &ctx->model->hp;
     const layer_weights *L = &ctx->model->layers[layer];
-    float *k = kv_row(ctx, ctx->k_cache, layer, pos);   /* [KV] */
-    float *v = kv_row(ctx, ctx->v_cache, layer, pos);   /* [KV] */
-    norm(ctx, &L->attn_norm, ctx->x, ctx->xn);
-    linear(ctx, &L->wq, &L->bq, ctx->xn, ctx->q);
-    linear(ctx, &L->wk, &L->bk, ctx->xn, k);
-    linear(ctx, &L->wv, &L->bv, ctx->xn, v);
-    rope_rotate(ctx->q, hp->n_head, hp->head_dim, ctx->rope_cos, ctx->rope_sin);
-    rope_rotate(k, hp->n_head_kv, hp->head_dim, ctx->rope_cos, ctx->rope_sin);
-    dequantize_row(&L->sinks, 0, ctx->sinks);
+    const int hd = hp->head_dim;
+    const size_t Q = (size_t)hp->n_head * (size_t)hd;
+    const int kv_head = h / (hp->n_head / hp->n_head_kv);
+    const float *q = ctx->q + (size_t)t * Q + (size_t)h * (size_t)hd;
+    const double scale = 1.0 / sqrt((double)hd);
     /* a sliding layer sees the W keys ending at pos (itself included) */
     int32_t first = 0;
     if (L->sliding && pos >= hp->sliding_window) first = pos - hp->sliding_window + 1;
-    for (int h = 0; h < hp->n_head; h++)
-        attention_head(ctx, layer, h, first, pos, ctx->att + (size_t)h * (size_t)hp->head_dim);
-    linear(ctx, &L->wo, &L->bo, ctx->att, ctx->proj);
-    vec_add(ctx->x, ctx->proj, hp->n_embd);
+    const int32_t n = pos - first + 1;
+    for (int32_t j = 0; j < n; j++) {
+        const float *k = kv_row(ctx, ctx->k_cache, layer, first + j) + (size_t)kv_head * (size_t)hd;
+        scores[j] = (float)(ctx->kernels->dot(q, k, hd) * scale);
+    }
+    scores[n] = sinks[h];
+    softmax(scores, n + 1);
+    /* the value rows of positions first..pos are kv_dim floats apart in the cache */
+    const float *v = kv_row(ctx, ctx->v_cache, layer, first) + (size_t)kv_head * (size_t)hd;
+    const size_t kv_dim = (size_t)hp->n_head_kv * (size_t)hd;
+    float *out = ctx->att + (size_t)t * Q + (size_t)h * (size_t)hd;
+    ctx->kernels->weighted_sum(out, scores, v, kv_dim, n, hd, acc);
+}
+
+static void attention_share(void *arg, int i, int n_shares) {
+    const attention_job *job = arg;
+    edgemoe_context *ctx = job->ctx;
+    const int nh = ctx->model->hp.n_head;
+    const int64_t items = (int64_t)job->n * nh;
+    float *scores = ctx->scores + (size_t)i * ((size_t)ctx->n_ctx + 1);
+    double *acc = ctx->att_acc + (size_t)i * (size_t)ctx->model->hp.head_dim;
+    for (int64_t it = items * i / n_shares; it < items * (i + 1) / n_shares; it++) {
+        const int32_t t = (int32_t)(it / nh);
+        attention_head(ctx, job->layer, t, (int)(it % nh), job->pos + t, job->sinks, scores, acc);
+    }
+}
+
+/* x += o_proj(attention(rmsnorm(x))) for one layer; stores the batch's keys and values. */
+static void forward_attention(edgemoe_context *ctx, int32_t layer, int32_t n, int32_t pos) {
+    const hparams *hp = &ctx->model->hp;
+    const layer_weights *L = &ctx->model->layers[layer];
+    const size_t H = (size_t)hp->n_embd, Q = (size_t)hp->n_head * (size_t)hp->head_dim;
+    const size_t KV = (size_t)hp->n_head_kv * (size_t)hp->head_dim, half = (size_t)hp->head_dim / 2;
+    float *k = kv_row(ctx, ctx->k_cache, layer, pos);   /* [n, KV]: consecutive positions */
+    float *v = kv_row(ctx, ctx->v_cache, layer, pos);
+    norm(ctx, &L->attn_norm, ctx->x, ctx->xn, n);
+    linear(ctx, &L->wq, &L->bq, ctx->xn, n, ctx->q, (int64_t)Q);
+    linear(ctx, &L->wk, &L->bk, ctx->xn, n, k, (int64_t)KV);
+    linear(ctx, &L->wv, &L->bv, ctx->xn, n, v, (int64_t)KV);
+    for (int32_t t = 0; t < n; t++) {
+        const float *c = ctx->rope_cos + t * half, *s = ctx->rope_sin + t * half;
+        rope_rotate(ctx->q + t * Q, hp->n_head, hp->head_dim, c, s);
+        rope_rotate(k + t * KV, hp->n_head_kv, hp->head_dim, c, s);
+    }
+    dequantize_row(&L->sinks, 0, ctx->sinks);
+    attention_job job = {.ctx = ctx, .layer = layer, .n = n, .pos = pos, .sinks = ctx->sinks};
+    pool_run(ctx->pool, attention_share, &job);
+    linear(ctx, &L->wo, &L->bo, ctx->att, n, ctx->proj, (int64_t)H);
+    vec_add(ctx->x, ctx->proj, (int64_t)(n * H));
 }
 
 /* ---------------------------------------------------------------------------------------
  * Mixture of experts
  */
 
-/* out[H] = down(swiglu(gate_up(xn) + b1)) + b2 for one expert. */
-static void expert_apply(edgemoe_context *ctx, const expert_weights *e, const float *xn, float *out) {
+/* Apply expert e to the m tokens routed to it (expert_tokens / expert_slots), writing each
+ * output to expert_out[token, slot]. */
+static void expert_apply(edgemoe_context *ctx, const expert_weights *e, int32_t m) {
     const hparams *hp = &ctx->model->hp;
-    linear(ctx, &e->gate_up, &e->gate_up_bias, xn, ctx->gate_up);
-    swiglu_clamped(ctx->act, ctx->gate_up, hp->n_ff, hp->swiglu_alpha, hp->swiglu_limit);
-    linear(ctx, &e->down, &e->down_bias, ctx->act, out);
+    const size_t H = (size_t)hp->n_embd, I = (size_t)hp->n_ff, K = (size_t)hp->n_expert_used;
+    for (int32_t i = 0; i < m; i++)
+        memcpy(ctx->expert_in + i * H, ctx->xn + (size_t)ctx->expert_tokens[i] * H, H * sizeof(float));
+    linear(ctx, &e->gate_up, &e->gate_up_bias, ctx->expert_in, m, ctx->gate_up, (int64_t)(2 * I));
+    for (int32_t i = 0; i < m; i++)
+        swiglu_clamped(ctx->act + i * I, ctx->gate_up + i * 2 * I, hp->n_ff, hp->swiglu_alpha,
+                       hp->swiglu_limit);
+    /* the outputs land in expert_in (free again), then move to their (token, slot) rows */
+    linear(ctx, &e->down, &e->down_bias, ctx->act, m, ctx->expert_in, (int64_t)H);
+    for (int32_t i = 0; i < m; i++) {
+        const size_t row = (size_t)ctx->expert_tokens[i] * K + (size_t)ctx->expert_slots[i];
+        memcpy(ctx->expert_out + row * H, ctx->expert_in + i * H, H * sizeof(float));
+    }
 }
 
 /* x += Σ_k w_k · expert_k(rmsnorm(x)): top-k of the router logits, softmax over those k. */
-static void forward_moe(edgemoe_context *ctx, int32_t layer) {
+static void forward_moe(edgemoe_context *ctx, int32_t layer, int32_t n) {
     const hparams *hp = &ctx->model->hp;
     const layer_weights *L = &ctx->model->layers[layer];
-    const int k = hp->n_expert_used;
-    norm(ctx, &L->mlp_norm, ctx->x, ctx->xn);
-    linear(ctx, &L->router, &L->router_bias, ctx->xn, ctx->router);
-    topk_indices(ctx->router, hp->n_expert, k, ctx->chosen);
-    for (int j = 0; j < k; j++) ctx->gate_weight[j] = ctx->router[ctx->chosen[j]];
-    softmax(ctx->gate_weight, k);
-    memset(ctx->moe, 0, (size_t)hp->n_embd * sizeof *ctx->moe);
-    for (int j = 0; j < k; j++) {
-        expert_apply(ctx, &L->experts[ctx->chosen[j]], ctx->xn, ctx->proj);
-        vec_axpy(ctx->moe, ctx->gate_weight[j], ctx->proj, hp->n_embd);
+    const int K = hp->n_expert_used, E = hp->n_expert;
+    const size_t H = (size_t)hp->n_embd;
+    norm(ctx, &L->mlp_norm, ctx->x, ctx->xn, n);
+    linear(ctx, &L->router, &L->router_bias, ctx->xn, n, ctx->router, E);
+    for (int32_t t = 0; t < n; t++) {
+        int *chosen = ctx->chosen + t * K;
+        float *weight = ctx->gate_weight + t * K;
+        topk_indices(ctx->router + (size_t)t * (size_t)E, E, K, chosen);
+        for (int j = 0; j < K; j++) weight[j] = ctx->router[(size_t)t * (size_t)E + (size_t)chosen[j]];
+        softmax(weight, K);
     }
-    vec_add(ctx->x, ctx->moe, hp->n_embd);
+    for (int e = 0; e < E; e++) {
+        int32_t m = 0;
+        for (int32_t t = 0; t < n; t++)
+            for (int j = 0; j < K; j++)
+                if (ctx->chosen[t * K + j] == e) {
+                    ctx->expert_tokens[m] = t;
+                    ctx->expert_slots[m++] = j;
+                }
+        if (m) expert_apply(ctx, &L->experts[e], m);
+    }
+    for (int32_t t = 0; t < n; t++) {
+        float *moe = ctx->proj + t * H;
+        memset(moe, 0, H * sizeof *moe);
+        for (int j = 0; j < K; j++)
+            vec_axpy(moe, ctx->gate_weight[t * K + j], ctx->expert_out + ((size_t)t * K + j) * H,
+                     (int64_t)H);
+    }
+    vec_add(ctx->x, ctx->proj, (int64_t)(n * H));
 }
 
 /* ---------------------------------------------------------------------------------------
- * One token
+ * A batch
  */
 
-void forward_token(edgemoe_context *ctx, int32_t token, int32_t pos, float *logits) {
+void forward_batch(edgemoe_context *ctx, const int32_t *tokens, int32_t n, int32_t pos,
+                   float *logits, int32_t logits_mode) {
     const edgemoe_model *m = ctx->model;
-    dequantize_row(&m->embed, token, ctx->x);
-    rope_angles(ctx, pos);
-    for (int32_t l = 0; l < m->hp.n_layer; l++) {
-        forward_attention(ctx, l, pos);
-        forward_moe(ctx, l);
+    const size_t H = (size_t)m->hp.n_embd;
+    for (int32_t t = 0; t < n; t++) {
+        dequantize_row(&m->embed, tokens[t], ctx->x + t * H);
+        rope_angles(ctx, t, pos + t);
     }
-    if (!logits) return;
-    norm(ctx, &m->norm, ctx->x, ctx->xn);
-    linear(ctx, &m->lm_head, NULL, ctx->xn, logits);
+    for (int32_t l = 0; l < m->hp.n_layer; l++) {
+        forward_attention(ctx, l, n, pos);
+        forward_moe(ctx, l, n);
+    }
+    if (logits_mode == 0) return;
+    /* mode 1: only the last token's row goes through the final norm and the head */
+    const int32_t first = logits_mode == 1 ? n - 1 : 0;
+    norm(ctx, &m->norm, ctx->x + first * H, ctx->xn, n - first);
+    linear(ctx, &m->lm_head, NULL, ctx->xn, n - first, logits, m->hp.n_vocab);
 }

@@ -166,21 +166,60 @@ static int is_weight_type(int type) {
            || type == EDGEMOE_TYPE_Q8_0 || type == EDGEMOE_TYPE_MXFP4;
 }
 
-int edgemoe_kernel_matvec(const char *kernels, int type, const uint8_t *w, int64_t rows,
-                          int64_t cols, const float *x, float *y) {
+/* y[t·rows + r] = W[r, :] · x[t·cols :] for t < n_tok: the path the forward pass takes (the
+ * set's integer matmul over quantized activations where it has one, else matvec per token). */
+static int kernel_matmul(const kernel_table *t, const tensor *w, const float *x, int64_t n_tok,
+                         float *y) {
+    const int64_t cols = w->cols;
+    if ((uint64_t)cols > SIZE_MAX / sizeof(float) / 4 || (uint64_t)n_tok > SIZE_MAX / 4 / (cols ? (uint64_t)cols : 1))
+        return EDGEMOE_ERR_ARG;
+    if (t->matmul[w->type]) {
+        const size_t n = (size_t)n_tok * (size_t)cols;
+        qact a = {.x = x, .n_tok = n_tok, .cols = cols};
+        a.q = malloc(n ? n * sizeof(int16_t) : 1);
+        a.d = malloc(n ? n / 32 * sizeof(float) + 1 : 1);
+        a.exact = malloc(n_tok ? (size_t)n_tok : 1);
+        int rc = EDGEMOE_ERR_NOMEM;
+        if (a.q && a.d && a.exact) {
+            qact_quantize(&a, t->qact_order[w->type]);
+            t->matmul[w->type](w, 0, w->rows, &a, y, w->rows);
+            rc = EDGEMOE_OK;
+        }
+        free(a.q);
+        free(a.d);
+        free(a.exact);
+        return rc;
+    }
+    float *work = malloc(cols ? (size_t)cols * sizeof(float) : 1);
+    if (!work) return EDGEMOE_ERR_NOMEM;
+    for (int64_t i = 0; i < n_tok; i++)
+        t->matvec[w->type](w, 0, w->rows, x + i * cols, y + i * w->rows, work);
+    free(work);
+    return EDGEMOE_OK;
+}
+
+int edgemoe_kernel_matmul(const char *kernels, int type, const uint8_t *w, int64_t rows,
+                          int64_t cols, const float *x, int64_t n_tok, float *y) {
     const kernel_table *t;
     int rc = table_for_call(kernels, &t);
     if (rc) return rc;
-    if (!is_weight_type(type) || !w || !x || !y || rows < 0 || cols < 0) return EDGEMOE_ERR_ARG;
+    if (!is_weight_type(type) || !w || !x || !y || rows < 0 || cols < 0 || n_tok < 0)
+        return EDGEMOE_ERR_ARG;
     if ((type == EDGEMOE_TYPE_Q8_0 || type == EDGEMOE_TYPE_MXFP4) && cols % 32 != 0)
         return EDGEMOE_ERR_ARG;
-    if ((uint64_t)cols > SIZE_MAX / sizeof(float)) return EDGEMOE_ERR_ARG;
-    float *work = malloc(cols ? (size_t)cols * sizeof(float) : 1);
-    if (!work) return EDGEMOE_ERR_NOMEM;
     const tensor view = {.data = w, .type = type, .rows = rows, .cols = cols};
-    t->matvec[type](&view, x, y, work);
-    free(work);
-    return EDGEMOE_OK;
+    return kernel_matmul(t, &view, x, n_tok, y);
+}
+
+int edgemoe_kernel_int16_activations(const char *kernels, int type) {
+    const kernel_table *t;
+    if (table_for_call(kernels, &t) || !is_weight_type(type)) return 0;
+    return t->matmul[type] != NULL;
+}
+
+int edgemoe_kernel_matvec(const char *kernels, int type, const uint8_t *w, int64_t rows,
+                          int64_t cols, const float *x, float *y) {
+    return edgemoe_kernel_matmul(kernels, type, w, rows, cols, x, 1, y);
 }
 
 int edgemoe_kernel_dot(const char *kernels, const float *a, const float *b, int64_t n,

@@ -40,8 +40,44 @@ typedef struct tensor {
     int64_t cols;
 } tensor;
 
-/* y[rows] = W[rows, cols] · x[cols]. work: scratch of at least cols floats. */
-typedef void (*matvec_fn)(const tensor *w, const float *x, float *y, float *work);
+/*
+ * y[r] = W[r, :] · x for r0 <= r < r1 (y indexed by the absolute row, so threads splitting the
+ * rows write disjoint parts of one y). work: scratch of at least cols floats.
+ */
+typedef void (*matvec_fn)(const tensor *w, int64_t r0, int64_t r1, const float *x, float *y,
+                          float *work);
+
+/*
+ * Activations prepared for an integer kernel (kernels_avx2.c): each token's x cut into blocks of
+ * 32, each block rounded to int16 with its own f32 scale d = max|x| / 32767, q = rint(x / d)
+ * (computed as rint(x · (32767 / max|x|))). The relative error this adds to a block's
+ * contribution is at most 2^-16 of its largest element (tests/test_kernels.py states the
+ * bound). Within a block, q is stored in the order the weight type's kernel wants
+ * (QACT_ORDER_*). A token whose x has a NaN, an infinity or a block with a largest magnitude
+ * outside [2^-100, 2^100] (other than an all-zero block) is marked exact: kernels compute it
+ * from the f32 x instead, with the exact-weight route of the plain matvec.
+ */
+enum { QACT_ORDER_NATURAL = 0, QACT_ORDER_EVEN_ODD = 1 };
+
+typedef struct qact {
+    const float *x;      /* [n_tok, cols] f32, as given */
+    int16_t *q;          /* [n_tok, cols] */
+    float *d;            /* [n_tok, cols / 32] block scales */
+    uint8_t *exact;      /* [n_tok] 1: use x, not q */
+    int64_t n_tok;
+    int64_t cols;
+    int order;           /* QACT_ORDER_* the q were written in */
+} qact;
+
+/* Fill a->q, a->d, a->exact from a->x (n_tok, cols set; cols a multiple of 32). */
+void qact_quantize(qact *a, int order);
+
+/*
+ * Y[t, r] = W[r, :] · X[t, :] for t < x->n_tok and r0 <= r < r1, into y[t·ldy + r], from
+ * activations prepared by qact_quantize in the order the set's qact_order[type] names.
+ */
+typedef void (*matmul_fn)(const tensor *w, int64_t r0, int64_t r1, const qact *x, float *y,
+                          int64_t ldy);
 
 /* Σ a[i]·b[i] for i < n (the attention scores q·k). */
 typedef double (*dot_fn)(const float *a, const float *b, int64_t n);
@@ -56,10 +92,14 @@ typedef void (*weighted_sum_fn)(float *out, const float *p, const float *rows, s
 /* out[i] = w[i] · x[i] / sqrt(mean(x²) + eps) for i < n (out may alias x). */
 typedef void (*rmsnorm_fn)(float *out, const float *x, const float *w, int64_t n, float eps);
 
-/* One set of kernels. Every entry is non-NULL except matvec of a non-weight type (u8). */
+/* One set of kernels. Every entry is non-NULL except matvec of a non-weight type (u8) and the
+ * matmul entries a set does not have. */
 typedef struct kernel_table {
     const char *name;                       /* "reference", "avx2", "neon" */
     matvec_fn matvec[EDGEMOE_TYPE_COUNT];   /* by weight type */
+    /* integer kernels over prepared activations, by weight type; NULL: use matvec per token */
+    matmul_fn matmul[EDGEMOE_TYPE_COUNT];
+    int qact_order[EDGEMOE_TYPE_COUNT];     /* QACT_ORDER_* each matmul wants */
     dot_fn dot;
     weighted_sum_fn weighted_sum;
     rmsnorm_fn rmsnorm;

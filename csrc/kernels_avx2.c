@@ -26,6 +26,7 @@
 
 #include <immintrin.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "kernels_isa.h"
@@ -118,13 +119,14 @@ INLINE void rows_f32(const uint8_t *row0, size_t row_bytes, int64_t cols, const 
     }
 }
 
-static void matvec_f32_f32_avx2(const tensor *w, const float *x, float *y, float *work) {
+static void matvec_f32_f32_avx2(const tensor *w, int64_t r0, int64_t r1, const float *x,
+                                float *y, float *work) {
     (void)work;
     const size_t row_bytes = (size_t)w->cols * 4;
-    int64_t r = 0;
-    for (; r + 4 <= w->rows; r += 4)
+    int64_t r = r0;
+    for (; r + 4 <= r1; r += 4)
         rows_f32(w->data + (size_t)r * row_bytes, row_bytes, w->cols, x, y + r, 4);
-    for (; r < w->rows; r++)
+    for (; r < r1; r++)
         rows_f32(w->data + (size_t)r * row_bytes, row_bytes, w->cols, x, y + r, 1);
 }
 
@@ -154,13 +156,14 @@ INLINE void rows_f16(const uint8_t *row0, size_t row_bytes, int64_t cols, const 
     }
 }
 
-static void matvec_f32_f16_avx2(const tensor *w, const float *x, float *y, float *work) {
+static void matvec_f32_f16_avx2(const tensor *w, int64_t r0, int64_t r1, const float *x,
+                                float *y, float *work) {
     (void)work;
     const size_t row_bytes = (size_t)w->cols * 2;
-    int64_t r = 0;
-    for (; r + 4 <= w->rows; r += 4)
+    int64_t r = r0;
+    for (; r + 4 <= r1; r += 4)
         rows_f16(w->data + (size_t)r * row_bytes, row_bytes, w->cols, x, y + r, 4);
-    for (; r < w->rows; r++)
+    for (; r < r1; r++)
         rows_f16(w->data + (size_t)r * row_bytes, row_bytes, w->cols, x, y + r, 1);
 }
 
@@ -208,13 +211,14 @@ INLINE void rows_bf16(const uint8_t *row0, size_t row_bytes, int64_t cols, const
     }
 }
 
-static void matvec_f32_bf16_avx2(const tensor *w, const float *x, float *y, float *work) {
+static void matvec_f32_bf16_avx2(const tensor *w, int64_t r0, int64_t r1, const float *x,
+                                 float *y, float *work) {
     const size_t row_bytes = (size_t)w->cols * 2;
     deinterleave_16(x, w->cols, work);
-    int64_t r = 0;
-    for (; r + 4 <= w->rows; r += 4)
+    int64_t r = r0;
+    for (; r + 4 <= r1; r += 4)
         rows_bf16(w->data + (size_t)r * row_bytes, row_bytes, w->cols, x, work, y + r, 4);
-    for (; r < w->rows; r++)
+    for (; r < r1; r++)
         rows_bf16(w->data + (size_t)r * row_bytes, row_bytes, w->cols, x, work, y + r, 1);
 }
 
@@ -284,19 +288,20 @@ static float row_q8_0_exact(const uint8_t *row, int64_t n_blocks, const float *x
     return hsum_ps(acc);
 }
 
-static void matvec_f32_q8_0_avx2(const tensor *w, const float *x, float *y, float *work) {
+static void matvec_f32_q8_0_avx2(const tensor *w, int64_t r0, int64_t r1, const float *x,
+                                 float *y, float *work) {
     (void)work;
     const int64_t n_blocks = w->cols / QK8_0;
     const size_t row_bytes = (size_t)n_blocks * sizeof(block_q8_0);
     if (!x_in_block_range(x, w->cols)) {
-        for (int64_t r = 0; r < w->rows; r++)
+        for (int64_t r = r0; r < r1; r++)
             y[r] = row_q8_0_exact(w->data + (size_t)r * row_bytes, n_blocks, x);
         return;
     }
-    int64_t r = 0;
-    for (; r + 4 <= w->rows; r += 4)
+    int64_t r = r0;
+    for (; r + 4 <= r1; r += 4)
         rows_q8_0(w->data + (size_t)r * row_bytes, row_bytes, n_blocks, x, y + r, 4);
-    for (; r < w->rows; r++)
+    for (; r < r1; r++)
         rows_q8_0(w->data + (size_t)r * row_bytes, row_bytes, n_blocks, x, y + r, 1);
 }
 
@@ -514,13 +519,14 @@ static float row_mxfp4_exact(const uint8_t *groups, const uint8_t *scales, int64
     return hsum_ps(acc);
 }
 
-static void matvec_f32_mxfp4_avx2(const tensor *w, const float *x, float *y, float *work) {
+static void matvec_f32_mxfp4_avx2(const tensor *w, int64_t r0, int64_t r1, const float *x,
+                                  float *y, float *work) {
     const int64_t n_groups = w->cols / QK_MXFP4;
     const size_t row_group_bytes = (size_t)n_groups * GROUP_BYTES;
     const uint8_t *scales = w->data + (size_t)w->rows * row_group_bytes;
     const int x_fast = mxfp4_prepare_x(x, n_groups, work);
-    for (int64_t r = 0; r < w->rows;) {
-        const int nr = w->rows - r >= 4 ? 4 : 1;
+    for (int64_t r = r0; r < r1;) {
+        const int nr = r1 - r >= 4 ? 4 : 1;
         const uint8_t *g0 = w->data + (size_t)r * row_group_bytes;
         const uint8_t *s0 = scales + (size_t)r * (size_t)n_groups;
         if (x_fast && scales_fast(s0, (size_t)nr * (size_t)n_groups)) {
@@ -533,6 +539,237 @@ static void matvec_f32_mxfp4_avx2(const tensor *w, const float *x, float *y, flo
         }
         r += nr;
     }
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Integer matmul for q8_0 and mxfp4 weights over int16 activations (struct qact, kernels.h).
+ *
+ * Per weight block b (32 elements) and token: S_b = Σ w·q exactly in int32, where w is the
+ * q8_0 int8 or the doubled FP4 code and q the activation's int16 (|S_b| <= 32·128·32767 <
+ * 2^31); then acc += (f32(S_b) · d_b) · ws_b, ws_b the weight block's scale (q8_0: its f16 d;
+ * mxfp4: 2^(e−128)) and d_b the activation block's scale. VPMADDWD does 16 products per
+ * instruction, against 8 for an f32 FMA after a conversion: the integer route is what lets one
+ * core keep up with memory. Blocks go 8 at a time: eight vectors of partial sums are reduced
+ * to one vector [S_b .. S_b+7], converted and scaled by one FMA; a tail of fewer than 8 blocks
+ * is padded with zero sums and zero activation scales.
+ *
+ * One token (decoding) reads each weight block into registers and uses it once. Several tokens
+ * (prefill) decode a row once into int16 in work memory and reuse it for every token, with the
+ * same sums in the same order: a row's result does not depend on how many tokens share it.
+ * Rows whose mxfp4 scale bytes are outside 2..252, and tokens qact marked exact, take the f32
+ * routes above (matvec), which match the reference everywhere.
+ */
+
+#define IBLK 8   /* blocks reduced together */
+
+/* [Σ lanes of p[0], ..., Σ lanes of p[7]]. */
+INLINE __m256i reduce8_epi32(const __m256i p[IBLK]) {
+    const __m256i h01 = _mm256_hadd_epi32(p[0], p[1]), h23 = _mm256_hadd_epi32(p[2], p[3]);
+    const __m256i h45 = _mm256_hadd_epi32(p[4], p[5]), h67 = _mm256_hadd_epi32(p[6], p[7]);
+    const __m256i lo = _mm256_hadd_epi32(h01, h23), hi = _mm256_hadd_epi32(h45, h67);
+    return _mm256_add_epi32(_mm256_permute2x128_si256(lo, hi, 0x20),
+                            _mm256_permute2x128_si256(lo, hi, 0x31));
+}
+
+/* Partial int32 sums of 32 int16 weights (w) times 32 int16 activations (q). */
+INLINE __m256i dot32_i16(__m256i w_lo, __m256i w_hi, const int16_t *q) {
+    return _mm256_add_epi32(_mm256_madd_epi16(w_lo, _mm256_loadu_si256((const __m256i_u *)q)),
+                            _mm256_madd_epi16(w_hi, _mm256_loadu_si256((const __m256i_u *)(q + 16))));
+}
+
+/* The 32 doubled FP4 codes of a group as int16: even elements, then odd (QACT_ORDER_EVEN_ODD). */
+INLINE void mxfp4_group_i16(const uint8_t *packed, __m256i *even, __m256i *odd) {
+    const __m128i lut = _mm256_castsi256_si128(fp4_doubled_lut());
+    const __m128i nibble = _mm_set1_epi8(0x0F);
+    const __m128i bytes = _mm_loadu_si128((const __m128i_u *)packed);
+    *even = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(lut, _mm_and_si128(bytes, nibble)));
+    *odd = _mm256_cvtepi8_epi16(
+        _mm_shuffle_epi8(lut, _mm_and_si128(_mm_srli_epi16(bytes, 4), nibble)));
+}
+
+/* A q8_0 block's 32 int8 as int16, in order. */
+INLINE void q8_0_block_i16(const uint8_t *block, __m256i *lo, __m256i *hi) {
+    *lo = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i_u *)(block + 2)));
+    *hi = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i_u *)(block + 18)));
+}
+
+/* f16 scales of the q8_0 blocks b .. b+7 of a row (blocks 34 bytes apart), as f32. */
+INLINE __m256 q8_0_scales8(const uint8_t *block) {
+    const __m128i h = _mm_setr_epi16(
+        (short)load_u16(block), (short)load_u16(block + 34), (short)load_u16(block + 68),
+        (short)load_u16(block + 102), (short)load_u16(block + 136), (short)load_u16(block + 170),
+        (short)load_u16(block + 204), (short)load_u16(block + 238));
+    return _mm256_cvtph_ps(h);
+}
+
+/* acc += (f32(S) · xd) · ws for 8 blocks. In this order no intermediate underflows unless the
+ * result does: |S| >= 1 and xd >= 2^-115 (qact's range) keep f32(S) · xd normal. */
+INLINE __m256 scale_blocks(__m256 acc, const __m256i p[IBLK], __m256 ws, __m256 xd) {
+    return _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(reduce8_epi32(p)), xd), ws, acc);
+}
+
+/* The activation scales of blocks b .. b+n−1 (n <= 8), zero beyond. */
+INLINE __m256 load_xd(const float *xd, int64_t n) {
+    if (n == IBLK) return _mm256_loadu_ps(xd);
+    float tmp[IBLK] = {0};
+    for (int64_t i = 0; i < n; i++) tmp[i] = xd[i];
+    return _mm256_loadu_ps(tmp);
+}
+
+/* One mxfp4 row (fast scale bytes only) · one token's int16 activations, weights in registers. */
+static float row_mxfp4_i16(const uint8_t *groups, const uint8_t *scales, int64_t n_groups,
+                           const int16_t *q, const float *xd) {
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t g = 0; g < n_groups; g += IBLK) {
+        const int64_t n = n_groups - g < IBLK ? n_groups - g : IBLK;
+        __m256i p[IBLK];
+        uint8_t e[IBLK] = {127, 127, 127, 127, 127, 127, 127, 127};   /* padding: finite */
+        prefetch_ahead(groups + g * GROUP_BYTES);
+        prefetch_ahead(groups + g * GROUP_BYTES + 64);
+        for (int64_t i = 0; i < IBLK; i++) {
+            if (i < n) {
+                __m256i even, odd;
+                mxfp4_group_i16(groups + (g + i) * GROUP_BYTES, &even, &odd);
+                p[i] = dot32_i16(even, odd, q + (g + i) * QK_MXFP4);
+                e[i] = scales[g + i];
+            } else {
+                p[i] = _mm256_setzero_si256();
+            }
+        }
+        const __m256 ws = e8m0_half_scales(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i_u *)e)));
+        acc = scale_blocks(acc, p, ws, load_xd(xd + g, n));
+    }
+    return hsum_ps(acc);
+}
+
+/* One q8_0 row · one token's int16 activations, weights in registers. */
+static float row_q8_0_i16(const uint8_t *row, int64_t n_blocks, const int16_t *q, const float *xd) {
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t b = 0; b < n_blocks; b += IBLK) {
+        const int64_t n = n_blocks - b < IBLK ? n_blocks - b : IBLK;
+        const uint8_t *blocks = row + (size_t)b * sizeof(block_q8_0);
+        __m256i p[IBLK];
+        float ws_tmp[IBLK] = {0};
+        for (int64_t i = 0; i < IBLK; i++) {
+            if (i < n) {
+                const uint8_t *block = blocks + (size_t)i * sizeof(block_q8_0);
+                __m256i lo, hi;
+                if (i % 2 == 0) prefetch_ahead(block);
+                q8_0_block_i16(block, &lo, &hi);
+                p[i] = dot32_i16(lo, hi, q + (b + i) * QK8_0);
+                if (n < IBLK) ws_tmp[i] = _cvtsh_ss(load_u16(block));
+            } else {
+                p[i] = _mm256_setzero_si256();
+            }
+        }
+        const __m256 ws = n == IBLK ? q8_0_scales8(blocks) : _mm256_loadu_ps(ws_tmp);
+        acc = scale_blocks(acc, p, ws, load_xd(xd + b, n));
+    }
+    return hsum_ps(acc);
+}
+
+/* A decoded row: int16 weights (in the activations' order) and f32 block scales. */
+static float row_decoded_i16(const int16_t *w16, const float *ws, int64_t n_blocks,
+                             const int16_t *q, const float *xd) {
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t b = 0; b < n_blocks; b += IBLK) {
+        const int64_t n = n_blocks - b < IBLK ? n_blocks - b : IBLK;
+        __m256i p[IBLK];
+        for (int64_t i = 0; i < IBLK; i++) {
+            const int16_t *w = w16 + (b + i) * 32;
+            p[i] = i < n ? dot32_i16(_mm256_loadu_si256((const __m256i_u *)w),
+                                     _mm256_loadu_si256((const __m256i_u *)(w + 16)),
+                                     q + (b + i) * 32)
+                         : _mm256_setzero_si256();
+        }
+        acc = scale_blocks(acc, p, _mm256_loadu_ps(ws + b), load_xd(xd + b, n));
+    }
+    return hsum_ps(acc);
+}
+
+/* Decode an mxfp4 row (fast scale bytes) into w16[cols] and ws[n_groups rounded up to 8]. */
+static void decode_row_mxfp4(const uint8_t *groups, const uint8_t *scales, int64_t n_groups,
+                             int16_t *w16, float *ws) {
+    for (int64_t g = 0; g < n_groups; g++) {
+        __m256i even, odd;
+        mxfp4_group_i16(groups + g * GROUP_BYTES, &even, &odd);
+        _mm256_storeu_si256((__m256i_u *)(w16 + g * 32), even);
+        _mm256_storeu_si256((__m256i_u *)(w16 + g * 32 + 16), odd);
+        const uint32_t bits = (uint32_t)(scales[g] - 1) << 23;   /* e8m0_half_scales' value */
+        memcpy(ws + g, &bits, sizeof bits);
+    }
+    for (int64_t g = n_groups; g % IBLK; g++) ws[g] = 0.5f;   /* padding: finite */
+}
+
+/* Decode a q8_0 row into w16[cols] and ws[n_blocks rounded up to 8]. */
+static void decode_row_q8_0(const uint8_t *row, int64_t n_blocks, int16_t *w16, float *ws) {
+    for (int64_t b = 0; b < n_blocks; b++) {
+        const uint8_t *block = row + (size_t)b * sizeof(block_q8_0);
+        __m256i lo, hi;
+        q8_0_block_i16(block, &lo, &hi);
+        _mm256_storeu_si256((__m256i_u *)(w16 + b * 32), lo);
+        _mm256_storeu_si256((__m256i_u *)(w16 + b * 32 + 16), hi);
+        ws[b] = _cvtsh_ss(load_u16(block));
+    }
+    for (int64_t b = n_blocks; b % IBLK; b++) ws[b] = 0.0f;
+}
+
+/* Room for a decoded row: int16[cols] then f32[n_blocks + 8]; NULL if out of memory. */
+static int16_t *decoded_row_new(int64_t cols, float **ws) {
+    int16_t *w16 = malloc((size_t)cols * sizeof(int16_t) + ((size_t)cols / 32 + IBLK) * sizeof(float));
+    if (w16) *ws = (float *)(void *)(w16 + cols);   /* cols·2 is a multiple of 64: aligned */
+    return w16;
+}
+
+static void matmul_mxfp4_avx2(const tensor *w, int64_t r0, int64_t r1, const qact *x, float *y,
+                              int64_t ldy) {
+    const int64_t n_groups = w->cols / QK_MXFP4, cols = w->cols;
+    const size_t row_group_bytes = (size_t)n_groups * GROUP_BYTES;
+    const uint8_t *scales = w->data + (size_t)w->rows * row_group_bytes;
+    float *ws = NULL;
+    int16_t *w16 = x->n_tok > 1 ? decoded_row_new(cols, &ws) : NULL;
+    for (int64_t r = r0; r < r1; r++) {
+        const uint8_t *groups = w->data + (size_t)r * row_group_bytes;
+        const uint8_t *sc = scales + (size_t)r * (size_t)n_groups;
+        const int fast_row = scales_fast(sc, (size_t)n_groups);
+        if (fast_row && w16) decode_row_mxfp4(groups, sc, n_groups, w16, ws);
+        for (int64_t t = 0; t < x->n_tok; t++) {
+            const int16_t *q = x->q + t * cols;
+            const float *xd = x->d + t * n_groups;
+            float *out = y + t * ldy + r;
+            if (!fast_row || x->exact[t])
+                *out = row_mxfp4_exact(groups, sc, n_groups, x->x + t * cols);
+            else if (w16)
+                *out = row_decoded_i16(w16, ws, n_groups, q, xd);
+            else
+                *out = row_mxfp4_i16(groups, sc, n_groups, q, xd);
+        }
+    }
+    free(w16);
+}
+
+static void matmul_q8_0_avx2(const tensor *w, int64_t r0, int64_t r1, const qact *x, float *y,
+                             int64_t ldy) {
+    const int64_t n_blocks = w->cols / QK8_0, cols = w->cols;
+    const size_t row_bytes = (size_t)n_blocks * sizeof(block_q8_0);
+    float *ws = NULL;
+    int16_t *w16 = x->n_tok > 1 ? decoded_row_new(cols, &ws) : NULL;
+    for (int64_t r = r0; r < r1; r++) {
+        const uint8_t *row = w->data + (size_t)r * row_bytes;
+        if (w16) decode_row_q8_0(row, n_blocks, w16, ws);
+        for (int64_t t = 0; t < x->n_tok; t++) {
+            const int16_t *q = x->q + t * cols;
+            const float *xd = x->d + t * n_blocks;
+            float *out = y + t * ldy + r;
+            if (x->exact[t])
+                *out = row_q8_0_exact(row, n_blocks, x->x + t * cols);
+            else if (w16)
+                *out = row_decoded_i16(w16, ws, n_blocks, q, xd);
+            else
+                *out = row_q8_0_i16(row, n_blocks, q, xd);
+        }
+    }
+    free(w16);
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -617,6 +854,14 @@ const kernel_table KERNELS_AVX2 = {
         [EDGEMOE_TYPE_U8] = NULL,
         [EDGEMOE_TYPE_Q8_0] = matvec_f32_q8_0_avx2,
         [EDGEMOE_TYPE_MXFP4] = matvec_f32_mxfp4_avx2,
+    },
+    .matmul = {
+        [EDGEMOE_TYPE_Q8_0] = matmul_q8_0_avx2,
+        [EDGEMOE_TYPE_MXFP4] = matmul_mxfp4_avx2,
+    },
+    .qact_order = {
+        [EDGEMOE_TYPE_Q8_0] = QACT_ORDER_NATURAL,
+        [EDGEMOE_TYPE_MXFP4] = QACT_ORDER_EVEN_ODD,
     },
     .dot = dot_f32_avx2,
     .weighted_sum = weighted_sum_avx2,

@@ -110,28 +110,32 @@ INLINE void rows_plain(const uint8_t *row0, size_t row_bytes, int64_t cols, cons
     }
 }
 
-INLINE void matvec_plain(const tensor *w, const float *x, float *y, const plain_type t) {
+INLINE void matvec_plain(const tensor *w, int64_t r0, int64_t r1, const float *x, float *y,
+                         const plain_type t) {
     const size_t row_bytes = (size_t)w->cols * (t == PLAIN_F32 ? 4 : 2);
-    int64_t r = 0;
-    for (; r + 4 <= w->rows; r += 4)
+    int64_t r = r0;
+    for (; r + 4 <= r1; r += 4)
         rows_plain(w->data + (size_t)r * row_bytes, row_bytes, w->cols, x, y + r, 4, t);
-    for (; r < w->rows; r++)
+    for (; r < r1; r++)
         rows_plain(w->data + (size_t)r * row_bytes, row_bytes, w->cols, x, y + r, 1, t);
 }
 
-static void matvec_f32_f32_neon(const tensor *w, const float *x, float *y, float *work) {
+static void matvec_f32_f32_neon(const tensor *w, int64_t r0, int64_t r1, const float *x,
+                               float *y, float *work) {
     (void)work;
-    matvec_plain(w, x, y, PLAIN_F32);
+    matvec_plain(w, r0, r1, x, y, PLAIN_F32);
 }
 
-static void matvec_f32_f16_neon(const tensor *w, const float *x, float *y, float *work) {
+static void matvec_f32_f16_neon(const tensor *w, int64_t r0, int64_t r1, const float *x,
+                               float *y, float *work) {
     (void)work;
-    matvec_plain(w, x, y, PLAIN_F16);
+    matvec_plain(w, r0, r1, x, y, PLAIN_F16);
 }
 
-static void matvec_f32_bf16_neon(const tensor *w, const float *x, float *y, float *work) {
+static void matvec_f32_bf16_neon(const tensor *w, int64_t r0, int64_t r1, const float *x,
+                               float *y, float *work) {
     (void)work;
-    matvec_plain(w, x, y, PLAIN_BF16);
+    matvec_plain(w, r0, r1, x, y, PLAIN_BF16);
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -194,19 +198,20 @@ static float row_q8_0_exact(const uint8_t *row, int64_t n_blocks, const float *x
     return vaddvq_f32(acc);
 }
 
-static void matvec_f32_q8_0_neon(const tensor *w, const float *x, float *y, float *work) {
+static void matvec_f32_q8_0_neon(const tensor *w, int64_t r0, int64_t r1, const float *x,
+                                 float *y, float *work) {
     (void)work;
     const int64_t n_blocks = w->cols / QK8_0;
     const size_t row_bytes = (size_t)n_blocks * sizeof(block_q8_0);
     if (!x_in_block_range(x, w->cols)) {
-        for (int64_t r = 0; r < w->rows; r++)
+        for (int64_t r = r0; r < r1; r++)
             y[r] = row_q8_0_exact(w->data + (size_t)r * row_bytes, n_blocks, x);
         return;
     }
-    int64_t r = 0;
-    for (; r + 4 <= w->rows; r += 4)
+    int64_t r = r0;
+    for (; r + 4 <= r1; r += 4)
         rows_q8_0(w->data + (size_t)r * row_bytes, row_bytes, n_blocks, x, y + r, 4);
-    for (; r < w->rows; r++)
+    for (; r < r1; r++)
         rows_q8_0(w->data + (size_t)r * row_bytes, row_bytes, n_blocks, x, y + r, 1);
 }
 
@@ -288,12 +293,13 @@ INLINE void row_block_mxfp4(const tensor *w, int64_t r, const float *x, int fast
         rows_mxfp4(groups, scales, n_groups, x, y + r, nr, 1);
 }
 
-static void matvec_f32_mxfp4_neon(const tensor *w, const float *x, float *y, float *work) {
+static void matvec_f32_mxfp4_neon(const tensor *w, int64_t r0, int64_t r1, const float *x,
+                                  float *y, float *work) {
     (void)work;
     const int fast_x = x_in_block_range(x, w->cols);
-    int64_t r = 0;
-    for (; r + 4 <= w->rows; r += 4) row_block_mxfp4(w, r, x, fast_x, y, 4);
-    for (; r < w->rows; r++) row_block_mxfp4(w, r, x, fast_x, y, 1);
+    int64_t r = r0;
+    for (; r + 4 <= r1; r += 4) row_block_mxfp4(w, r, x, fast_x, y, 4);
+    for (; r < r1; r++) row_block_mxfp4(w, r, x, fast_x, y, 1);
 }
 
 /* ---------------------------------------------------------------------------------------

@@ -109,32 +109,37 @@ void dequantize_row(const tensor *t, int64_t row, float *out) {
 
 typedef void (*dequantize_row_fn)(const tensor *t, int64_t row, float *out);
 
-static void matvec_rows(const tensor *w, const float *x, float *y, float *work,
-                        dequantize_row_fn dequantize) {
-    for (int64_t r = 0; r < w->rows; r++) {
+static void matvec_rows(const tensor *w, int64_t r0, int64_t r1, const float *x, float *y,
+                        float *work, dequantize_row_fn dequantize) {
+    for (int64_t r = r0; r < r1; r++) {
         dequantize(w, r, work);
         y[r] = (float)dot_f32(work, x, w->cols);
     }
 }
 
-void matvec_f32_f32(const tensor *w, const float *x, float *y, float *work) {
-    matvec_rows(w, x, y, work, dequantize_row_f32);
+void matvec_f32_f32(const tensor *w, int64_t r0, int64_t r1, const float *x, float *y,
+                    float *work) {
+    matvec_rows(w, r0, r1, x, y, work, dequantize_row_f32);
 }
 
-void matvec_f32_f16(const tensor *w, const float *x, float *y, float *work) {
-    matvec_rows(w, x, y, work, dequantize_row_f16);
+void matvec_f32_f16(const tensor *w, int64_t r0, int64_t r1, const float *x, float *y,
+                    float *work) {
+    matvec_rows(w, r0, r1, x, y, work, dequantize_row_f16);
 }
 
-void matvec_f32_bf16(const tensor *w, const float *x, float *y, float *work) {
-    matvec_rows(w, x, y, work, dequantize_row_bf16);
+void matvec_f32_bf16(const tensor *w, int64_t r0, int64_t r1, const float *x, float *y,
+                    float *work) {
+    matvec_rows(w, r0, r1, x, y, work, dequantize_row_bf16);
 }
 
-void matvec_f32_q8_0(const tensor *w, const float *x, float *y, float *work) {
-    matvec_rows(w, x, y, work, dequantize_row_q8_0);
+void matvec_f32_q8_0(const tensor *w, int64_t r0, int64_t r1, const float *x, float *y,
+                    float *work) {
+    matvec_rows(w, r0, r1, x, y, work, dequantize_row_q8_0);
 }
 
-void matvec_f32_mxfp4(const tensor *w, const float *x, float *y, float *work) {
-    matvec_rows(w, x, y, work, dequantize_row_mxfp4);
+void matvec_f32_mxfp4(const tensor *w, int64_t r0, int64_t r1, const float *x, float *y,
+                    float *work) {
+    matvec_rows(w, r0, r1, x, y, work, dequantize_row_mxfp4);
 }
 
 const kernel_table KERNELS_REFERENCE = {

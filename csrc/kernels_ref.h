@@ -36,13 +36,18 @@ void dequantize_row_mxfp4(const tensor *t, int64_t row, float *out);
 /* Dispatch on t->type to the functions above. */
 void dequantize_row(const tensor *t, int64_t row, float *out);
 
-/* ---- matrix-vector products, y[rows] = W[rows, cols] · x[cols] (work: cols floats) ---- */
+/* ---- matrix-vector products, y[r] = W[r, :] · x for r0 <= r < r1 (matvec_fn of kernels.h) ---- */
 
-void matvec_f32_f32(const tensor *w, const float *x, float *y, float *work);
-void matvec_f32_f16(const tensor *w, const float *x, float *y, float *work);
-void matvec_f32_bf16(const tensor *w, const float *x, float *y, float *work);
-void matvec_f32_q8_0(const tensor *w, const float *x, float *y, float *work);
-void matvec_f32_mxfp4(const tensor *w, const float *x, float *y, float *work);
+void matvec_f32_f32(const tensor *w, int64_t r0, int64_t r1, const float *x, float *y,
+                    float *work);
+void matvec_f32_f16(const tensor *w, int64_t r0, int64_t r1, const float *x, float *y,
+                    float *work);
+void matvec_f32_bf16(const tensor *w, int64_t r0, int64_t r1, const float *x, float *y,
+                     float *work);
+void matvec_f32_q8_0(const tensor *w, int64_t r0, int64_t r1, const float *x, float *y,
+                     float *work);
+void matvec_f32_mxfp4(const tensor *w, int64_t r0, int64_t r1, const float *x, float *y,
+                      float *work);
 
 /* ---- vector operations ---- */
 

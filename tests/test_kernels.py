@@ -4,10 +4,14 @@ Every kernel set this machine runs is called directly through ``edgemoe_kernel_*
 sets it cannot run are skipped, naming why). Weights are random, quantized with edgemoe's
 own quantizers, and dequantized here from FORMAT.md independently of the C code.
 
-Tolerances: the fast kernels dequantize weights to exactly the reference's values and keep
-activations in f32, so they differ only by accumulating in f32 (in another order) instead of
-double. The error of a row is measured against the float64 product of the dequantized
-weights, relative to ``Σ_c |W[r,c]|·|x[c]|`` (the scale of the rounding errors of the sum).
+Tolerances: the fast kernels dequantize weights to exactly the reference's values and
+accumulate in f32 (in another order) instead of double. The error of a row is measured
+against the float64 product of the dequantized weights, relative to ``Σ_c |W[r,c]|·|x[c]|``
+(the scale of the rounding errors of the sum). Where a set's kernel for a weight type rounds
+the activations to int16 blocks first (``edgemoe_kernel_int16_activations``; the rule is in
+csrc/kernels.h, struct qact), the bound adds what that rounding can cost,
+``Σ_c |W[r,c]| · d_b(c) / 2`` with ``d_b = max|x| of the block / 32767``, and the result
+is also checked tightly against a numpy replay of the integer arithmetic.
 """
 
 from __future__ import annotations
@@ -37,7 +41,10 @@ VECTOR_TOL = 1e-5
 #: rmsnorm sums squares in double in every set: relative to |out|.
 RMSNORM_TOL = 1e-6
 #: Logits of a whole model, reference vs the auto-selected set: relative L2 and max-abs.
-LOGITS_TOL = 1e-4
+#: Measured 1.1e-4 .. 1.4e-4 (L2) and 1.5e-4 .. 2.5e-4 (max) with avx2's int16 activations,
+#: whose per-product error (~1e-5) random weights amplify layer after layer (ORACLES.md §8);
+#: a kernel bug costs O(1). What the rounding costs a trained model is issue 7's KL table.
+LOGITS_TOL = 1e-3
 
 ALL_SETS = ["reference", "avx2", "neon"]
 FAST_SETS = ["avx2", "neon"]
@@ -101,16 +108,69 @@ def float64_product(w: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarra
         return w64 @ x64, np.abs(w64) @ np.abs(x64)
 
 
+def int16_activations(kernels: str, type_: str) -> bool:
+    """Whether the set rounds activations to int16 blocks for this weight type."""
+    return bool(lib.edgemoe_kernel_int16_activations(kernels.encode(), TYPE_IDS[type_]))
+
+
+def qact_blocks(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """numpy replay of qact_quantize (csrc/qact.c) for one token: int16 values [cols/32, 32]
+    and f32 scales [cols/32], in natural order. Blocks outside qact's range are not replayed."""
+    xb = x.astype(np.float32).reshape(-1, 32)
+    amax = np.abs(xb).max(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        inv = np.float32(32767.0) / amax
+        q = np.clip(np.rint(xb * inv[:, None]), -32767, 32767)
+    q[amax == 0] = 0
+    return q.astype(np.int64), (amax / np.float32(32767.0)).astype(np.float32)
+
+
+def quantization_bound(kernels: str, type_: str, w: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Per row, how much rounding x to int16 blocks can move W·x (0 for f32 activations)."""
+    if not int16_activations(kernels, type_):
+        return np.zeros(w.shape[0])
+    _, d = qact_blocks(x)
+    half_step = np.repeat(d.astype(np.float64), 32) * 0.5 * (1 + 2.0**-10)
+    with np.errstate(invalid="ignore", over="ignore"):
+        return np.abs(w.astype(np.float64)) @ half_step
+
+
+def integer_replay(type_: str, data: np.ndarray, rows: int, cols: int,
+                   x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(Σ_b ws_b·d_b·S_b, Σ_b |ws_b·d_b|·Σ|w_int·q|) per row in float64: the integer kernels'
+    arithmetic with exact integer block sums S_b (ws_b: the weight block's scale)."""
+    n_blocks = rows * cols // 32
+    if type_ == "q8_0":
+        blocks = data.view(np.dtype([("d", "<f2"), ("q", "i1", (32,))]))
+        w_int = blocks["q"].astype(np.int64)
+        ws = blocks["d"].astype(np.float64)
+    else:
+        packed = data[: n_blocks * 16].reshape(n_blocks, 16)
+        w_int = np.empty((n_blocks, 32), dtype=np.int64)
+        w_int[:, 0::2] = (2 * FP4[packed & 0x0F]).astype(np.int64)
+        w_int[:, 1::2] = (2 * FP4[packed >> 4]).astype(np.int64)
+        ws = np.ldexp(1.0, data[n_blocks * 16 :].astype(np.int64) - 128)
+    q, d = qact_blocks(x)
+    w_int = w_int.reshape(rows, cols // 32, 32)
+    sums = np.einsum("rbi,bi->rb", w_int, q)
+    mags = np.einsum("rbi,bi->rb", np.abs(w_int), np.abs(q)).astype(np.float64)
+    factor = ws.reshape(rows, cols // 32) * d.astype(np.float64)
+    return (factor * sums).sum(axis=1), (np.abs(factor) * mags).sum(axis=1)
+
+
 def assert_close(y: np.ndarray, exact: np.ndarray, scale: np.ndarray, tol: float,
-                 what: str) -> float:
-    """Where the exact result is finite: y finite and |y − exact| <= tol·scale (+ a subnormal
-    floor). Elsewhere: the same infinity, or NaN for NaN. Returns the max relative error."""
+                 what: str, extra: np.ndarray | None = None) -> float:
+    """Where the exact result is finite: y finite and |y − exact| <= tol·scale + extra (+ a
+    subnormal floor). Elsewhere: the same infinity, or NaN for NaN. Returns the max relative
+    error."""
     cols_floor = 2.0**-140
     finite = np.isfinite(exact)
     bad = finite & ~np.isfinite(y)
     assert not bad.any(), f"{what}: non-finite {y[bad][:5]} where the exact result is finite"
     err = np.abs(y[finite].astype(np.float64) - exact[finite])
     limit = tol * scale[finite] + cols_floor
+    if extra is not None:
+        limit = limit + extra[finite]
     over = err > limit
     rows = np.flatnonzero(finite)[over][:5]
     assert not over.any(), f"{what}: error {err[over][:5]} > {limit[over][:5]} (rows {rows})"
@@ -146,13 +206,50 @@ def test_matvec_random(kernels: str, type_: str, rows: int, cols: int) -> None:
     w = (g.standard_normal((rows, cols)) * cols**-0.5).astype(np.float32)
     x = g.standard_normal(cols).astype(np.float32)
     data = encode_tensor(type_, w)
-    exact, scale = float64_product(decode(type_, data, rows, cols), x)
+    wd = decode(type_, data, rows, cols)
+    exact, scale = float64_product(wd, x)
     y = matvec(kernels, type_, data, rows, cols, x)
     tol = REFERENCE_TOL if kernels == "reference" else MATVEC_TOL[type_]
-    assert_close(y, exact, scale, tol, f"{kernels} {type_} {rows}x{cols}")
+    bound = quantization_bound(kernels, type_, wd, x)
+    assert_close(y, exact, scale, tol, f"{kernels} {type_} {rows}x{cols}", bound)
     if kernels != "reference":   # and against the reference kernel itself
         y_ref = matvec("reference", type_, data, rows, cols, x)
-        assert_close(y, y_ref.astype(np.float64), scale, tol + REFERENCE_TOL, "vs reference")
+        assert_close(y, y_ref.astype(np.float64), scale, tol + REFERENCE_TOL, "vs reference",
+                     bound)
+    if int16_activations(kernels, type_):   # the integer arithmetic, replayed
+        replay, replay_scale = integer_replay(type_, data, rows, cols, x)
+        assert_close(y, replay, replay_scale, MATVEC_TOL[type_], f"{kernels} {type_} replay")
+
+
+def matmul(kernels: str, type_: str, data: np.ndarray, rows: int, cols: int,
+           x: np.ndarray) -> np.ndarray:
+    data = np.ascontiguousarray(data, dtype=np.uint8)
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    y = np.full((x.shape[0], rows), np.nan, dtype=np.float32)
+    rc = lib.edgemoe_kernel_matmul(
+        kernels.encode(), TYPE_IDS[type_], ffi.from_buffer("uint8_t[]", data), rows, cols,
+        ffi.from_buffer("float[]", x), x.shape[0], ffi.from_buffer("float[]", y),
+    )
+    assert rc == lib.EDGEMOE_OK, f"edgemoe_kernel_matmul({kernels}, {type_}) returned {rc}"
+    return y
+
+
+@pytest.mark.parametrize("kernels", ALL_SETS)
+@pytest.mark.parametrize("type_", ["f32", "f16", "bf16", "q8_0", "mxfp4"])
+@pytest.mark.parametrize("cols", [32, 96, 288, 2880])
+def test_matmul_equals_matvec_per_token(kernels: str, type_: str, cols: int) -> None:
+    """The batched path (prompts) gives bit for bit the one-token path's numbers, including a
+    token whose activations take the exact route (a huge value) among ordinary ones."""
+    need_set(kernels)
+    g = np.random.default_rng(cols)
+    rows, n_tok = 13, 6
+    w = (g.standard_normal((rows, cols)) * cols**-0.5).astype(np.float32)
+    x = g.standard_normal((n_tok, cols)).astype(np.float32)
+    x[3, 5] = 2.0**110
+    data = encode_tensor(type_, w)
+    batched = matmul(kernels, type_, data, rows, cols, x)
+    one_by_one = np.stack([matvec(kernels, type_, data, rows, cols, x[t]) for t in range(n_tok)])
+    np.testing.assert_array_equal(batched, one_by_one)
 
 
 @pytest.mark.parametrize("kernels", FAST_SETS)
@@ -167,9 +264,11 @@ def test_matvec_unaligned_weights(kernels: str) -> None:
         data = encode_tensor(type_, w)
         shifted = np.empty(data.size + 1, dtype=np.uint8)[1:]
         shifted[:] = data
-        exact, scale = float64_product(decode(type_, data, rows, cols), x)
+        wd = decode(type_, data, rows, cols)
+        exact, scale = float64_product(wd, x)
         y = matvec(kernels, type_, shifted, rows, cols, x)
-        assert_close(y, exact, scale, MATVEC_TOL[type_], f"{kernels} {type_} unaligned")
+        assert_close(y, exact, scale, MATVEC_TOL[type_], f"{kernels} {type_} unaligned",
+                     quantization_bound(kernels, type_, wd, x))
 
 
 EXTREME_X = [(2.0**-110, 1.0), (2.0**-130, 1.0), (2.0**100, 1.0), (2.0**125, 2.0**-60)]
@@ -187,10 +286,12 @@ def test_matvec_mxfp4_extreme_x(kernels: str, x_scale: float, w_scale: float) ->
     x = (g.standard_normal(cols) * x_scale).astype(np.float32)
     x[::7] = 1.0   # a few ordinary values among them
     data = encode_tensor("mxfp4", w)
-    exact, scale = float64_product(decode("mxfp4", data, rows, cols), x)
+    wd = decode("mxfp4", data, rows, cols)
+    exact, scale = float64_product(wd, x)
     y = matvec(kernels, "mxfp4", data, rows, cols, x)
     tol = REFERENCE_TOL if kernels == "reference" else MATVEC_TOL["mxfp4"]
-    assert_close(y, exact, scale, tol, f"{kernels} mxfp4 x scale {x_scale}")
+    assert_close(y, exact, scale, tol, f"{kernels} mxfp4 x scale {x_scale}",
+                 quantization_bound(kernels, "mxfp4", wd, x))
 
 
 def mxfp4_bytes(codes: np.ndarray, scales: np.ndarray) -> np.ndarray:
@@ -221,10 +322,12 @@ def test_matvec_mxfp4_extreme_scales(kernels: str, scale_byte: int) -> None:
     data = mxfp4_bytes(codes, scales)
     for x_scale in (1.0, 2.0**-20) if scale_byte <= 200 else (2.0**-20,):
         x = (g.standard_normal(cols) * x_scale).astype(np.float32)
-        exact, scale = float64_product(decode("mxfp4", data, rows, cols), x)
+        wd = decode("mxfp4", data, rows, cols)
+        exact, scale = float64_product(wd, x)
         y = matvec(kernels, "mxfp4", data, rows, cols, x)
         tol = REFERENCE_TOL if kernels == "reference" else MATVEC_TOL["mxfp4"]
-        assert_close(y, exact, scale, tol, f"{kernels} mxfp4 scale byte {scale_byte}")
+        assert_close(y, exact, scale, tol, f"{kernels} mxfp4 scale byte {scale_byte}",
+                     quantization_bound(kernels, "mxfp4", wd, x))
         assert y[0] == 0 and y[1] == 0
 
 
@@ -241,9 +344,11 @@ def test_matvec_mxfp4_mixed_scales_in_one_row_block() -> None:
         scales[5, 0] = 255
         data = mxfp4_bytes(codes, scales)
         x = np.abs(g.standard_normal(cols)).astype(np.float32) + 0.5
-        exact, scale = float64_product(decode("mxfp4", data, rows, cols), x)
+        wd = decode("mxfp4", data, rows, cols)
+        exact, scale = float64_product(wd, x)
         y = matvec(kernels, "mxfp4", data, rows, cols, x)
-        assert_close(y, exact, scale, MATVEC_TOL["mxfp4"], f"{kernels} mixed scales")
+        assert_close(y, exact, scale, MATVEC_TOL["mxfp4"], f"{kernels} mixed scales",
+                     quantization_bound(kernels, "mxfp4", wd, x))
         assert np.isfinite(y).sum() == rows - 1
 
 
@@ -261,10 +366,12 @@ def test_matvec_q8_0_extreme_scales(kernels: str) -> None:
     blocks["q"] = g.integers(-127, 128, size=(blocks.size, 32))
     data = blocks.view(np.uint8)
     x = g.standard_normal(cols).astype(np.float32)
-    exact, scale = float64_product(decode("q8_0", data, rows, cols), x)
+    wd = decode("q8_0", data, rows, cols)
+    exact, scale = float64_product(wd, x)
     y = matvec(kernels, "q8_0", data, rows, cols, x)
     tol = REFERENCE_TOL if kernels == "reference" else MATVEC_TOL["q8_0"]
-    assert_close(y, exact, scale, tol, f"{kernels} q8_0 extreme d")
+    assert_close(y, exact, scale, tol, f"{kernels} q8_0 extreme d",
+                 quantization_bound(kernels, "q8_0", wd, x))
     assert y[0] == 0 and y[1] == 0
     # huge activations with the tiniest scale: Σ q·x alone would overflow, W·x does not
     small = 5   # the rows with |d| <= 2^-14, whose products stay finite

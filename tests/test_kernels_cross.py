@@ -19,7 +19,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 CSRC = ROOT / "csrc"
-KERNEL_SOURCES = ["kernels.c", "kernels_ref.c", "kernels_avx2.c", "kernels_neon.c", "errbuf.c"]
+KERNEL_SOURCES = [
+    "kernels.c", "kernels_ref.c", "kernels_avx2.c", "kernels_neon.c", "qact.c", "errbuf.c",
+]
 FLAGS = ["-std=c11", "-O2", "-Wall", "-Wextra", "-Werror", f"-I{CSRC}"]
 
 

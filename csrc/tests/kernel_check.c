@@ -8,12 +8,16 @@
  * qemu-aarch64:
  *
  *   cc -std=c11 -O2 -Icsrc csrc/tests/kernel_check.c csrc/kernels.c csrc/kernels_ref.c \
- *      csrc/kernels_avx2.c csrc/kernels_neon.c -lm -o kernel_check && ./kernel_check [sets...]
+ *      csrc/kernels_avx2.c csrc/kernels_neon.c csrc/qact.c csrc/errbuf.c -lm -o kernel_check \
+ *      && ./kernel_check [sets...]
  *
  * Tolerance: a fast result y may differ from the reference y_ref by
  *   TOL · Σ_c |W[r,c]| · |x[c]|  +  cols · 2^-149
  * (f32 accumulation instead of double; the second term covers results in the subnormal
- * range). Where the reference is finite the fast result must be finite; where it is not, both
+ * range), plus, where the set rounds activations to int16 blocks for the weight type
+ * (edgemoe_kernel_int16_activations), Σ_c |W[r,c]| · d_b(c) / 2 with d_b the block's scale
+ * max|x| / 32767 (kernels.h, struct qact). The batched entry point (edgemoe_kernel_matmul)
+ * must give bit for bit the one-token results. Where the reference is finite the fast result must be finite; where it is not, both
  * must be the same infinity or both NaN (checked on data built so that f32 partial sums
  * cannot overflow).
  */
@@ -172,12 +176,59 @@ static void abs_products(const uint8_t *w, int type, int64_t rows, int64_t cols,
     free(row);
 }
 
+/* Per row, what rounding x to int16 blocks can cost: Σ |W[r,c]| · (max|x| of c's block / 32767) / 2. */
+static void quantization_bound(const uint8_t *w, int type, int64_t rows, int64_t cols,
+                               const float *x, double *out) {
+    float *row = malloc((size_t)cols * sizeof *row + 1);
+    const tensor t = {.data = w, .type = type, .rows = rows, .cols = cols};
+    for (int64_t r = 0; r < rows; r++) {
+        dequantize_row(&t, r, row);
+        double s = 0;
+        for (int64_t b = 0; b < cols / 32; b++) {
+            double amax = 0, wsum = 0;
+            for (int i = 0; i < 32; i++) {
+                amax = fmax(amax, fabs((double)x[b * 32 + i]));
+                wsum += fabs((double)row[b * 32 + i]);
+            }
+            s += wsum * amax / 32767.0 * 0.5 * (1 + 0x1p-10);
+        }
+        out[r] = s;
+    }
+    free(row);
+}
+
+/* The batched product of 3 tokens equals the one-token products, bit for bit. */
+static void check_batch_equal(const char *set, int type, const uint8_t *w, int64_t rows,
+                              int64_t cols, const float *x) {
+    enum { N_TOK = 3 };
+    float *xs = malloc((size_t)(N_TOK * cols) * sizeof *xs);
+    float *yb = malloc((size_t)(N_TOK * rows) * sizeof *yb), *y1 = malloc((size_t)rows * sizeof *y1 + 1);
+    for (int t = 0; t < N_TOK; t++)
+        for (int64_t c = 0; c < cols; c++) xs[t * cols + c] = x[c] * (float)(t + 1) - (float)t * 0.25f;
+    int rc = edgemoe_kernel_matmul(set, type, w, rows, cols, xs, N_TOK, yb);
+    for (int t = 0; t < N_TOK && !rc; t++) {
+        rc = edgemoe_kernel_matvec(set, type, w, rows, cols, xs + t * cols, y1);
+        checks++;
+        if (!rc && memcmp(y1, yb + t * rows, (size_t)rows * sizeof *y1) != 0 && failures++ < 20)
+            printf("FAIL %s matmul %s %lldx%lld token %d differs from matvec\n", set, TYPE_NAMES[type],
+                   (long long)rows, (long long)cols, t);
+    }
+    if (rc) {
+        printf("FAIL %s %s: edgemoe_kernel_matmul/matvec returned %d\n", set, TYPE_NAMES[type], rc);
+        failures++;
+    }
+    free(xs);
+    free(yb);
+    free(y1);
+}
+
 static void check_matvec_case(const char *set, int type, int64_t rows, int64_t cols, float x_scale,
                               int scale_byte, int d_bits, worst *wst) {
     uint8_t *w = malloc(tensor_bytes(type, rows, cols) + 1);
     float *x = malloc((size_t)cols * sizeof *x + 1);
     float *y = malloc((size_t)rows * sizeof *y + 1), *ref = malloc((size_t)rows * sizeof *ref + 1);
     double *scale = malloc((size_t)rows * sizeof *scale + 1);
+    double *qbound = calloc((size_t)rows + 1, sizeof *qbound);
     random_tensor(w, type, rows, cols, scale_byte, d_bits);
     for (int64_t c = 0; c < cols; c++) x[c] = rng_unit() * x_scale;
     int rc = edgemoe_kernel_matvec("reference", type, w, rows, cols, x, ref);
@@ -187,12 +238,14 @@ static void check_matvec_case(const char *set, int type, int64_t rows, int64_t c
         failures++;
     } else {
         abs_products(w, type, rows, cols, x, scale);
+        if (edgemoe_kernel_int16_activations(set, type)) quantization_bound(w, type, rows, cols, x, qbound);
+        if (x_scale == 1.0f && scale_byte < 0 && d_bits < 0) check_batch_equal(set, type, w, rows, cols, x);
         for (int64_t r = 0; r < rows; r++) {
             char what[160];
             snprintf(what, sizeof what, "%s matvec %s %lldx%lld row %lld (scale byte %d, d %d)", set,
                      TYPE_NAMES[type], (long long)rows, (long long)cols, (long long)r, scale_byte,
                      d_bits);
-            compare(what, y[r], ref[r], scale[r], (double)cols * 0x1p-149, wst);
+            compare(what, y[r], ref[r], scale[r], (double)cols * 0x1p-149 + qbound[r], wst);
         }
     }
     free(w);
@@ -200,6 +253,7 @@ static void check_matvec_case(const char *set, int type, int64_t rows, int64_t c
     free(y);
     free(ref);
     free(scale);
+    free(qbound);
 }
 
 static void check_matvec(const char *set) {

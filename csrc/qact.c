@@ -1,0 +1,57 @@
+/*
+ * qact.c — activations rounded to int16 blocks for the integer kernels (see struct qact in
+ * kernels.h). Plain C on purpose: the rounding rule is part of the numerical contract (the
+ * tests replay it in numpy), and it costs O(cols) per token against the O(rows · cols) of
+ * the product it feeds.
+ */
+#include <math.h>
+
+#include "kernels.h"
+
+#define QACT_BLOCK 32
+#define QACT_MAX 32767.0f
+#define QACT_MIN_NORM 0x1p-100f   /* smaller block maxima (but 0) take the exact route */
+#define QACT_MAX_NORM 0x1p100f
+
+/* Position, within a block stored in `order`, of element i of the block. */
+static int block_slot(int i, int order) {
+    if (order == QACT_ORDER_EVEN_ODD) return (i % 2) * (QACT_BLOCK / 2) + i / 2;
+    return i;
+}
+
+/* One block of 32: q (in order) and d; returns 0 if the block must take the exact route. */
+static int quantize_block(const float *x, int16_t *q, float *d, int order) {
+    float amax = 0.0f;
+    for (int i = 0; i < QACT_BLOCK; i++) {
+        const float a = fabsf(x[i]);
+        if (!(a <= QACT_MAX_NORM)) return 0;   /* NaN, infinity or too large */
+        amax = a > amax ? a : amax;
+    }
+    if (amax == 0.0f) {
+        for (int i = 0; i < QACT_BLOCK; i++) q[i] = 0;
+        *d = 0.0f;
+        return 1;
+    }
+    if (amax < QACT_MIN_NORM) return 0;
+    const float inv = QACT_MAX / amax;
+    for (int i = 0; i < QACT_BLOCK; i++) {
+        float v = rintf(x[i] * inv);   /* round half to even, as the SIMD conversions */
+        v = v > QACT_MAX ? QACT_MAX : (v < -QACT_MAX ? -QACT_MAX : v);
+        q[block_slot(i, order)] = (int16_t)v;
+    }
+    *d = amax / QACT_MAX;
+    return 1;
+}
+
+void qact_quantize(qact *a, int order) {
+    const int64_t n_blocks = a->cols / QACT_BLOCK;
+    a->order = order;
+    for (int64_t t = 0; t < a->n_tok; t++) {
+        int ok = 1;
+        for (int64_t b = 0; b < n_blocks && ok; b++) {
+            const int64_t e = t * a->cols + b * QACT_BLOCK;
+            ok = quantize_block(a->x + e, a->q + e, a->d + t * n_blocks + b, order);
+        }
+        a->exact[t] = (uint8_t)!ok;
+    }
+}
