@@ -10,9 +10,11 @@
  *                                 attribute, so one build runs on any x86-64)
  *   "neon"       kernels_neon.c   arm64 (NEON is baseline there)
  *
- * Every fast kernel keeps activations in f32 and dequantizes weights to the exact values the
- * reference uses; it differs from the reference only in summation order and in accumulating
- * in f32 (tests/test_kernels.py states the tolerances).
+ * Every fast kernel dequantizes weights to the exact values the reference uses and accumulates
+ * in f32 in its own order. Products with f32/f16/bf16 weights keep activations in f32; products
+ * with q8_0 and mxfp4 weights (the matmul entries) first round the activations to int16 blocks
+ * (struct qact below: at most 2^-16 of a block's largest element per element) and sum
+ * weight × activation exactly in int32 per block. tests/test_kernels.py states the tolerances.
  *
  * Selection (kernels.c): EDGEMOE_KERNELS=reference|avx2|neon|auto, read when a model is
  * opened; unset, empty or "auto" picks the best set this CPU runs. An unknown name, or a set

@@ -4,17 +4,24 @@
  * NEON is part of the arm64 baseline, so no target attribute or run-time check is needed
  * beyond the architecture; on other architectures the file compiles to nothing.
  *
- * Numerics: as kernels_avx2.c (see there) — f32 activations, weights dequantized to exactly
- * the reference's values, f32 FMA accumulation in several sums; block scales multiply the
- * block's sum, except for mxfp4 rows with a scale byte outside 2..252 (or an x above 2^100),
- * which take the per-element route so that overflow to infinity happens exactly where the
- * reference's does.
+ * Numerics: as kernels_avx2.c (see there).
+ * - matvec (every weight type; also the exact route of the integer kernels): f32 activations,
+ *   weights dequantized to exactly the reference's values, f32 FMA accumulation in several
+ *   sums; block scales multiply the block's sum, except for mxfp4 rows with a scale byte
+ *   outside 2..252 (or an x above 2^100), which take the per-element route so that overflow
+ *   to infinity happens exactly where the reference's does.
+ * - matmul (q8_0 and mxfp4 only): activations rounded to int16 blocks of 32 (struct qact,
+ *   kernels.h), exact int32 block sums, f32 scaling and accumulation; the rounding of x is the
+ *   one error added to the matvec's (bound in tests/test_kernels.py). Tokens qact marks exact
+ *   and mxfp4 rows with a scale byte outside 2..252 take the f32 matvec routes. One token or
+ *   many, a row's result is the same bit for bit.
  * (arm64 Linux runs with subnormals enabled, FPCR.FZ = 0, as the reference assumes.)
  */
 #if defined(__aarch64__)
 
 #include <arm_neon.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "kernels_isa.h"
@@ -303,6 +310,328 @@ static void matvec_f32_mxfp4_neon(const tensor *w, int64_t r0, int64_t r1, const
 }
 
 /* ---------------------------------------------------------------------------------------
+ * Integer matmul for q8_0 and mxfp4 weights over int16 activations (struct qact, kernels.h):
+ * the design of the section of that name in kernels_avx2.c, in NEON.
+ *
+ * Per weight block b (32 elements) and token: S_b = Σ w·q exactly in int32 (w: the q8_0 int8
+ * or the doubled FP4 code 2·FP4, q: the int16 activations; |S_b| <= 32·128·32767 < 2^31), then
+ * acc += (f32(S_b) · d_b) · ws_b, with ws_b the weight block's scale (q8_0: its f16 d; mxfp4:
+ * 2^(e−128)) and d_b the activation block's. Blocks go 8 at a time: the eight int32x4 partial
+ * sums reduce to [S_b .. S_b+3], [S_b+4 .. S_b+7] by six pairwise adds (ADDP), each half is
+ * converted, scaled and accumulated by one multiply and one FMA; a tail of fewer than 8 blocks
+ * is padded with zero sums, zero activation scales and zero weight scales.
+ *
+ * Products: SMLAL / SMLAL2 (vmlal_s16 / vmlal_high_s16) multiply four int16 pairs and add them
+ * to an int32x4 in one instruction, 8 per block in two independent chains (then one add).
+ * vmull + vpadal would spend two instructions per four products (int32 products pairwise-add
+ * into int64 lanes); SDOT would need int8 activations. Cortex-A76-class cores issue one
+ * widening multiply-accumulate per cycle (their multiply pipe) with the accumulator
+ * forwarded, so the chains run back to back; Apple-class cores have four such pipes, and the
+ * eight blocks' independent chains per step keep them fed. The weights cost one load, a
+ * widening (SXTL) and, for mxfp4, a nibble lookup (TBL, vqtbl1q_s8) per 16 elements.
+ *
+ * One token reads each weight block into registers and uses it once. Several tokens decode a
+ * row once into int16 (and f32 block scales) in a buffer and reuse it for every token, with
+ * the same integer sums and the same float operations in the same order: a row's result does
+ * not depend on how many tokens share it. Rows whose mxfp4 scale bytes are outside 2..252, and
+ * tokens qact marked exact, take the f32 routes above with qact's x.
+ */
+
+#define IBLK 8   /* blocks reduced together */
+#define GROUP_BYTES sizeof(group_mxfp4)
+
+INLINE int8x16_t fp4_doubled_lut(void) {
+    static const int8_t FP4_DOUBLED[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};
+    return vld1q_s8(FP4_DOUBLED);
+}
+
+/* Partial int32 sums of 32 int16 weights w[0..3] times the 32 int16 activations at q. */
+INLINE int32x4_t dot32_i16(const int16x8_t w[4], const int16_t *q) {
+    const int16x8_t q0 = vld1q_s16(q), q1 = vld1q_s16(q + 8);
+    const int16x8_t q2 = vld1q_s16(q + 16), q3 = vld1q_s16(q + 24);
+    int32x4_t s0 = vmull_s16(vget_low_s16(w[0]), vget_low_s16(q0));
+    int32x4_t s1 = vmull_high_s16(w[0], q0);
+    s0 = vmlal_s16(s0, vget_low_s16(w[1]), vget_low_s16(q1));
+    s1 = vmlal_high_s16(s1, w[1], q1);
+    s0 = vmlal_s16(s0, vget_low_s16(w[2]), vget_low_s16(q2));
+    s1 = vmlal_high_s16(s1, w[2], q2);
+    s0 = vmlal_s16(s0, vget_low_s16(w[3]), vget_low_s16(q3));
+    s1 = vmlal_high_s16(s1, w[3], q3);
+    return vaddq_s32(s0, s1);
+}
+
+/* A q8_0 block's 32 int8 as int16, in order (QACT_ORDER_NATURAL). */
+INLINE void q8_0_block_i16(const uint8_t *block, int16x8_t w[4]) {
+    const int8x16_t a = vld1q_s8((const int8_t *)(block + 2));
+    const int8x16_t b = vld1q_s8((const int8_t *)(block + 18));
+    w[0] = vmovl_s8(vget_low_s8(a));
+    w[1] = vmovl_high_s8(a);
+    w[2] = vmovl_s8(vget_low_s8(b));
+    w[3] = vmovl_high_s8(b);
+}
+
+/* The 32 doubled FP4 codes of a group as int16: even elements, then odd (QACT_ORDER_EVEN_ODD). */
+INLINE void mxfp4_group_i16(const uint8_t *packed, int8x16_t lut, int16x8_t w[4]) {
+    const uint8x16_t bytes = vld1q_u8(packed);
+    const int8x16_t even = vqtbl1q_s8(lut, vandq_u8(bytes, vdupq_n_u8(0x0F)));
+    const int8x16_t odd = vqtbl1q_s8(lut, vshrq_n_u8(bytes, 4));
+    w[0] = vmovl_s8(vget_low_s8(even));
+    w[1] = vmovl_high_s8(even);
+    w[2] = vmovl_s8(vget_low_s8(odd));
+    w[3] = vmovl_high_s8(odd);
+}
+
+/* acc[k] += (f32(S) · xd[k]) · ws[k] for the 8 blocks whose partial sums are p (k = 0: blocks
+ * 0..3, k = 1: blocks 4..7). As in kernels_avx2.c, f32(S) · xd stays normal (|S| >= 1, xd >=
+ * 2^-115 by qact's range), so nothing underflows unless the product with ws does. */
+INLINE void scale_blocks(float32x4_t acc[2], const int32x4_t p[IBLK], const float32x4_t ws[2],
+                         const float32x4_t xd[2]) {
+    const int32x4_t s01 = vpaddq_s32(p[0], p[1]), s23 = vpaddq_s32(p[2], p[3]);
+    const int32x4_t s45 = vpaddq_s32(p[4], p[5]), s67 = vpaddq_s32(p[6], p[7]);
+    const int32x4_t s[2] = {vpaddq_s32(s01, s23), vpaddq_s32(s45, s67)};
+    for (int k = 0; k < 2; k++)
+        acc[k] = vfmaq_f32(acc[k], vmulq_f32(vcvtq_f32_s32(s[k]), xd[k]), ws[k]);
+}
+
+/* The activation scales of blocks b .. b+n−1 (n <= 8), zero beyond. */
+INLINE void load_xd(const float *xd, int64_t n, float32x4_t out[2]) {
+    float tmp[IBLK] = {0};
+    if (n < IBLK) {
+        for (int64_t i = 0; i < n; i++) tmp[i] = xd[i];
+        xd = tmp;
+    }
+    out[0] = vld1q_f32(xd);
+    out[1] = vld1q_f32(xd + 4);
+}
+
+INLINE float finish(const float32x4_t acc[2]) {
+    return vaddvq_f32(vaddq_f32(acc[0], acc[1]));
+}
+
+/* 2^(e − 128) for 8 scale bytes (2 <= e: normal; e = 1 gives +0, the padding), as f32. */
+INLINE void e8m0_half_scales8(const uint8_t e[IBLK], float32x4_t ws[2]) {
+    const uint16x8_t e16 = vmovl_u8(vld1_u8(e));
+    const uint32x4_t one = vdupq_n_u32(1);
+    ws[0] = vreinterpretq_f32_u32(vshlq_n_u32(vsubq_u32(vmovl_u16(vget_low_u16(e16)), one), 23));
+    ws[1] = vreinterpretq_f32_u32(vshlq_n_u32(vsubq_u32(vmovl_high_u16(e16), one), 23));
+}
+
+/*
+ * One step of 8 blocks (the n <= 8 first real, the rest padding) of a row · one token, for
+ * the three weight sources. The row functions call a step with n = IBLK for every full step
+ * and once with the remainder, so the full steps unroll with the partial sums in registers.
+ */
+
+/* mxfp4 groups g .. g+n−1 read from the tensor. */
+INLINE void step_mxfp4(const uint8_t *groups, const uint8_t *scales, const int16_t *q,
+                       const float *xd, const int64_t n, int8x16_t lut, float32x4_t acc[2]) {
+    int32x4_t p[IBLK];
+    uint8_t e_tail[IBLK] = {1, 1, 1, 1, 1, 1, 1, 1};   /* padding: scale +0 */
+    prefetch_ahead(groups);
+    prefetch_ahead(groups + 64);
+#pragma GCC unroll 8
+    for (int64_t i = 0; i < IBLK; i++) {
+        if (i < n) {
+            int16x8_t w[4];
+            mxfp4_group_i16(groups + i * GROUP_BYTES, lut, w);
+            p[i] = dot32_i16(w, q + i * QK_MXFP4);
+        } else {
+            p[i] = vdupq_n_s32(0);
+        }
+    }
+    if (n < IBLK) {
+        for (int64_t i = 0; i < n; i++) e_tail[i] = scales[i];
+        scales = e_tail;
+    }
+    float32x4_t ws[2], xv[2];
+    e8m0_half_scales8(scales, ws);
+    load_xd(xd, n, xv);
+    scale_blocks(acc, p, ws, xv);
+}
+
+/* q8_0 blocks b .. b+n−1 read from the tensor (blocks at the first block's address). */
+INLINE void step_q8_0(const uint8_t *blocks, const int16_t *q, const float *xd, const int64_t n,
+                      float32x4_t acc[2]) {
+    int32x4_t p[IBLK];
+#pragma GCC unroll 8
+    for (int64_t i = 0; i < IBLK; i++) {
+        if (i < n) {
+            const uint8_t *block = blocks + (size_t)i * sizeof(block_q8_0);
+            int16x8_t w[4];
+            if (i % 2 == 0) prefetch_ahead(block);
+            q8_0_block_i16(block, w);
+            p[i] = dot32_i16(w, q + i * QK8_0);
+        } else {
+            p[i] = vdupq_n_s32(0);
+        }
+    }
+    uint16x8_t h = vdupq_n_u16(0);   /* the f16 scales; padding +0 */
+    if (n == IBLK) {
+        const size_t B = sizeof(block_q8_0);
+        h = vsetq_lane_u16(load_u16(blocks), h, 0);
+        h = vsetq_lane_u16(load_u16(blocks + B), h, 1);
+        h = vsetq_lane_u16(load_u16(blocks + 2 * B), h, 2);
+        h = vsetq_lane_u16(load_u16(blocks + 3 * B), h, 3);
+        h = vsetq_lane_u16(load_u16(blocks + 4 * B), h, 4);
+        h = vsetq_lane_u16(load_u16(blocks + 5 * B), h, 5);
+        h = vsetq_lane_u16(load_u16(blocks + 6 * B), h, 6);
+        h = vsetq_lane_u16(load_u16(blocks + 7 * B), h, 7);
+    } else {
+        uint16_t tmp[IBLK] = {0};
+        for (int64_t i = 0; i < n; i++) tmp[i] = load_u16(blocks + (size_t)i * sizeof(block_q8_0));
+        h = vld1q_u16(tmp);
+    }
+    const float16x8_t hv = vreinterpretq_f16_u16(h);
+    const float32x4_t ws[2] = {vcvt_f32_f16(vget_low_f16(hv)), vcvt_high_f32_f16(hv)};
+    float32x4_t xv[2];
+    load_xd(xd, n, xv);
+    scale_blocks(acc, p, ws, xv);
+}
+
+/* Blocks b .. b+n−1 of a decoded row (w16, ws at block b; ws padded to the full step). */
+INLINE void step_decoded(const int16_t *w16, const float *ws, const int16_t *q, const float *xd,
+                         const int64_t n, float32x4_t acc[2]) {
+    int32x4_t p[IBLK];
+#pragma GCC unroll 8
+    for (int64_t i = 0; i < IBLK; i++) {
+        if (i < n) {
+            const int16_t *wb = w16 + i * 32;
+            const int16x8_t w[4] = {vld1q_s16(wb), vld1q_s16(wb + 8), vld1q_s16(wb + 16),
+                                    vld1q_s16(wb + 24)};
+            p[i] = dot32_i16(w, q + i * 32);
+        } else {
+            p[i] = vdupq_n_s32(0);
+        }
+    }
+    const float32x4_t wsv[2] = {vld1q_f32(ws), vld1q_f32(ws + 4)};
+    float32x4_t xv[2];
+    load_xd(xd, n, xv);
+    scale_blocks(acc, p, wsv, xv);
+}
+
+/* One mxfp4 row (fast scale bytes only) · one token's int16 activations, weights in registers. */
+static float row_mxfp4_i16(const uint8_t *groups, const uint8_t *scales, int64_t n_groups,
+                           const int16_t *q, const float *xd) {
+    const int8x16_t lut = fp4_doubled_lut();
+    float32x4_t acc[2] = {vdupq_n_f32(0), vdupq_n_f32(0)};
+    int64_t g = 0;
+    for (; g + IBLK <= n_groups; g += IBLK)
+        step_mxfp4(groups + g * GROUP_BYTES, scales + g, q + g * QK_MXFP4, xd + g, IBLK, lut, acc);
+    if (g < n_groups)
+        step_mxfp4(groups + g * GROUP_BYTES, scales + g, q + g * QK_MXFP4, xd + g, n_groups - g,
+                   lut, acc);
+    return finish(acc);
+}
+
+/* One q8_0 row · one token's int16 activations, weights in registers. */
+static float row_q8_0_i16(const uint8_t *row, int64_t n_blocks, const int16_t *q, const float *xd) {
+    float32x4_t acc[2] = {vdupq_n_f32(0), vdupq_n_f32(0)};
+    int64_t b = 0;
+    for (; b + IBLK <= n_blocks; b += IBLK)
+        step_q8_0(row + (size_t)b * sizeof(block_q8_0), q + b * QK8_0, xd + b, IBLK, acc);
+    if (b < n_blocks)
+        step_q8_0(row + (size_t)b * sizeof(block_q8_0), q + b * QK8_0, xd + b, n_blocks - b, acc);
+    return finish(acc);
+}
+
+/* A decoded row: int16 weights (in the activations' order) and f32 block scales (n_blocks
+ * rounded up to 8, zero beyond n_blocks) · one token's int16 activations. */
+static float row_decoded_i16(const int16_t *w16, const float *ws, int64_t n_blocks,
+                             const int16_t *q, const float *xd) {
+    float32x4_t acc[2] = {vdupq_n_f32(0), vdupq_n_f32(0)};
+    int64_t b = 0;
+    for (; b + IBLK <= n_blocks; b += IBLK)
+        step_decoded(w16 + b * 32, ws + b, q + b * 32, xd + b, IBLK, acc);
+    if (b < n_blocks) step_decoded(w16 + b * 32, ws + b, q + b * 32, xd + b, n_blocks - b, acc);
+    return finish(acc);
+}
+
+/* Decode an mxfp4 row (fast scale bytes) into w16[cols] and ws[n_groups rounded up to 8]. */
+static void decode_row_mxfp4(const uint8_t *groups, const uint8_t *scales, int64_t n_groups,
+                             int16_t *w16, float *ws) {
+    const int8x16_t lut = fp4_doubled_lut();
+    for (int64_t g = 0; g < n_groups; g++) {
+        int16x8_t w[4];
+        mxfp4_group_i16(groups + g * GROUP_BYTES, lut, w);
+        for (int k = 0; k < 4; k++) vst1q_s16(w16 + g * 32 + 8 * k, w[k]);
+        const uint32_t bits = (uint32_t)(scales[g] - 1) << 23;   /* e8m0_half_scales8's value */
+        memcpy(ws + g, &bits, sizeof bits);
+    }
+    for (int64_t g = n_groups; g % IBLK; g++) ws[g] = 0.0f;   /* as the padding byte 1 */
+}
+
+/* Decode a q8_0 row into w16[cols] and ws[n_blocks rounded up to 8]. */
+static void decode_row_q8_0(const uint8_t *row, int64_t n_blocks, int16_t *w16, float *ws) {
+    for (int64_t b = 0; b < n_blocks; b++) {
+        const uint8_t *block = row + (size_t)b * sizeof(block_q8_0);
+        int16x8_t w[4];
+        q8_0_block_i16(block, w);
+        for (int k = 0; k < 4; k++) vst1q_s16(w16 + b * 32 + 8 * k, w[k]);
+        ws[b] = half_bits_to_f32(load_u16(block));   /* the conversion row_q8_0_i16 uses */
+    }
+    for (int64_t b = n_blocks; b % IBLK; b++) ws[b] = 0.0f;
+}
+
+/* Room for a decoded row: int16[cols] then f32[n_blocks + 8]; NULL if out of memory (the
+ * callers then read the weights into registers per token: the same results). */
+static int16_t *decoded_row_new(int64_t cols, float **ws) {
+    int16_t *w16 = malloc((size_t)cols * sizeof(int16_t) + ((size_t)cols / 32 + IBLK) * sizeof(float));
+    if (w16) *ws = (float *)(void *)(w16 + cols);   /* cols·2 is a multiple of 64: aligned */
+    return w16;
+}
+
+static void matmul_mxfp4_neon(const tensor *w, int64_t r0, int64_t r1, const qact *x, float *y,
+                              int64_t ldy) {
+    const int64_t n_groups = w->cols / QK_MXFP4, cols = w->cols;
+    const size_t row_group_bytes = (size_t)n_groups * GROUP_BYTES;
+    const uint8_t *scales = w->data + (size_t)w->rows * row_group_bytes;
+    float *ws = NULL;
+    int16_t *w16 = x->n_tok > 1 ? decoded_row_new(cols, &ws) : NULL;
+    for (int64_t r = r0; r < r1; r++) {
+        const uint8_t *groups = w->data + (size_t)r * row_group_bytes;
+        const uint8_t *sc = scales + (size_t)r * (size_t)n_groups;
+        const int fast_row = scales_fast(sc, (size_t)n_groups);
+        if (fast_row && w16) decode_row_mxfp4(groups, sc, n_groups, w16, ws);
+        for (int64_t t = 0; t < x->n_tok; t++) {
+            const int16_t *q = x->q + t * cols;
+            const float *xd = x->d + t * n_groups;
+            float *out = y + t * ldy + r;
+            if (!fast_row || x->exact[t])
+                rows_mxfp4(groups, sc, n_groups, x->x + t * cols, out, 1, 1);
+            else if (w16)
+                *out = row_decoded_i16(w16, ws, n_groups, q, xd);
+            else
+                *out = row_mxfp4_i16(groups, sc, n_groups, q, xd);
+        }
+    }
+    free(w16);
+}
+
+static void matmul_q8_0_neon(const tensor *w, int64_t r0, int64_t r1, const qact *x, float *y,
+                             int64_t ldy) {
+    const int64_t n_blocks = w->cols / QK8_0, cols = w->cols;
+    const size_t row_bytes = (size_t)n_blocks * sizeof(block_q8_0);
+    float *ws = NULL;
+    int16_t *w16 = x->n_tok > 1 ? decoded_row_new(cols, &ws) : NULL;
+    for (int64_t r = r0; r < r1; r++) {
+        const uint8_t *row = w->data + (size_t)r * row_bytes;
+        if (w16) decode_row_q8_0(row, n_blocks, w16, ws);
+        for (int64_t t = 0; t < x->n_tok; t++) {
+            const int16_t *q = x->q + t * cols;
+            const float *xd = x->d + t * n_blocks;
+            float *out = y + t * ldy + r;
+            if (x->exact[t])
+                *out = row_q8_0_exact(row, n_blocks, x->x + t * cols);
+            else if (w16)
+                *out = row_decoded_i16(w16, ws, n_blocks, q, xd);
+            else
+                *out = row_q8_0_i16(row, n_blocks, q, xd);
+        }
+    }
+    free(w16);
+}
+
+/* ---------------------------------------------------------------------------------------
  * Vector kernels
  */
 
@@ -368,6 +697,14 @@ const kernel_table KERNELS_NEON = {
         [EDGEMOE_TYPE_U8] = NULL,
         [EDGEMOE_TYPE_Q8_0] = matvec_f32_q8_0_neon,
         [EDGEMOE_TYPE_MXFP4] = matvec_f32_mxfp4_neon,
+    },
+    .matmul = {
+        [EDGEMOE_TYPE_Q8_0] = matmul_q8_0_neon,
+        [EDGEMOE_TYPE_MXFP4] = matmul_mxfp4_neon,
+    },
+    .qact_order = {
+        [EDGEMOE_TYPE_Q8_0] = QACT_ORDER_NATURAL,
+        [EDGEMOE_TYPE_MXFP4] = QACT_ORDER_EVEN_ODD,
     },
     .dot = dot_f32_neon,
     .weighted_sum = weighted_sum_neon,
