@@ -12,6 +12,8 @@ from edgemoe.format import DENSE_TYPES
 
 from .convert import convert, print_report
 
+SYNTHETIC_FORMATS = ("bin", "hf")
+
 
 def build_parser(prog: str = "edgemoe quantize") -> argparse.ArgumentParser:
     """The argument parser of the quantize command."""
@@ -24,10 +26,15 @@ def build_parser(prog: str = "edgemoe quantize") -> argparse.ArgumentParser:
     p.add_argument("--synthetic", metavar="PRESET",
                    help="instead of converting, write random weights with a preset's real "
                    "shapes: gpt-oss-tiny, gpt-oss-1b, gpt-oss-20b, gpt-oss-120b")
+    p.add_argument("--synthetic-format", choices=SYNTHETIC_FORMATS, metavar="{bin,hf}",
+                   help="what --synthetic writes: bin, a model.bin (default); hf, a Hugging "
+                   "Face checkpoint directory in gpt-oss's published layout (MXFP4 experts, "
+                   "bf16 rest, tokenizer files), e.g. for llama.cpp's convert_hf_to_gguf.py")
     p.add_argument("--seed", type=int, default=0, help="seed of --synthetic weights (default 0)")
-    p.add_argument("-o", "--output", dest="out", required=True, metavar="MODEL_BIN",
-                   help="model.bin to write (replaced atomically when complete)")
-    p.add_argument("--dense", choices=DENSE_TYPES, default="q8_0",
+    p.add_argument("-o", "--output", dest="out", required=True, metavar="OUT",
+                   help="model.bin to write (replaced atomically when complete); with "
+                   "--synthetic-format hf, a new or empty directory")
+    p.add_argument("--dense", choices=DENSE_TYPES, default=None,
                    help="type of the embedding, attention and lm_head matrices (default q8_0)")
     tok = p.add_mutually_exclusive_group()
     tok.add_argument("--tokenizer", metavar="PATH",
@@ -43,12 +50,33 @@ def _show_warning(message: Any, category: Any, filename: str, lineno: int,
     print(f"warning: {message}", file=sys.stderr)
 
 
+def _check_synthetic_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Reject options that do not go with --synthetic / --synthetic-format (argparse error)."""
+    if args.synthetic is None:
+        if args.synthetic_format is not None:
+            parser.error("argument --synthetic-format: only applies with --synthetic PRESET")
+        return
+    if args.synthetic_format != "hf":
+        return
+    if args.dense is not None:
+        parser.error("argument --dense: not used with --synthetic-format hf (the checkpoint's "
+                     "dense tensors are bf16, as published; pass --dense when converting it)")
+    if args.tokenizer is not None or args.no_tokenizer:
+        parser.error("argument --tokenizer/--no-tokenizer: not used with --synthetic-format hf "
+                     "(the o200k_harmony tokenizer files are always written)")
+
+
 def _synthetic(args: argparse.Namespace) -> int:
     from .synthetic import write_synthetic
+    from .synthetic_hf import write_synthetic_hf
 
     try:
-        write_synthetic(args.synthetic, args.out, dense=args.dense, seed=args.seed,
-                        progress=not args.quiet)
+        if args.synthetic_format == "hf":
+            write_synthetic_hf(args.synthetic, args.out, seed=args.seed,
+                               progress=not args.quiet)
+        else:
+            write_synthetic(args.synthetic, args.out, dense=args.dense or "q8_0",
+                            seed=args.seed, progress=not args.quiet)
     except (ValueError, EdgemoeError) as e:
         print(f"edgemoe quantize: error: {e}", file=sys.stderr)
         return 1
@@ -64,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if (args.hf_dir is None) == (args.synthetic is None):
         parser.error("give either a checkpoint directory or --synthetic PRESET")
+    _check_synthetic_args(parser, args)
     if args.synthetic is not None:
         return _synthetic(args)
     tokenizer: Any = False if args.no_tokenizer else args.tokenizer
@@ -71,8 +100,8 @@ def main(argv: list[str] | None = None) -> int:
         warnings.simplefilter("always")
         warnings.showwarning = _show_warning
         try:
-            report = convert(args.hf_dir, args.out, dense=args.dense, tokenizer=tokenizer,
-                             progress=not args.quiet)
+            report = convert(args.hf_dir, args.out, dense=args.dense or "q8_0",
+                             tokenizer=tokenizer, progress=not args.quiet)
         except EdgemoeError as e:
             print(f"edgemoe quantize: error: {e}", file=sys.stderr)
             return 1

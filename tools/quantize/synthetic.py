@@ -76,32 +76,54 @@ class _Tensor:
     mean: float = 0.0
 
 
+def value_fill(name: str, shape: tuple[int, ...]) -> tuple[float, float]:
+    """``(std, mean)`` of the random values of tensor ``name`` (model.bin or HF name; for
+    an MXFP4 matrix, ``shape`` is its logical [out, in]).
+
+    Norms are about 1, the embedding and the sinks unit normal, the router bias spreads
+    tokens over the experts, other biases are small, and every matrix has std
+    ``fan_in ** -0.5`` so that it has roughly unit gain on a normalized input.
+    """
+    if name.endswith("norm.weight"):
+        return 0.05, 1.0
+    if name.endswith(("embed_tokens.weight", "sinks")):
+        return 1.0, 0.0
+    if name.endswith("router.bias"):
+        return 0.1, 0.0
+    if len(shape) == 1 or name.endswith("_bias"):
+        return 0.02, 0.0
+    return shape[-1] ** -0.5, 0.0
+
+
+def _tensor(name: str, typ: str, shape: tuple[int, ...]) -> _Tensor:
+    std, mean = value_fill(name, shape)
+    return _Tensor(TensorSpec(name, typ, shape), std, mean)
+
+
 def _plan(hp: dict[str, Any], dense: str) -> list[_Tensor]:
     H, FF, V = hp["hidden_size"], hp["intermediate_size"], hp["vocab_size"]
     nh, nkv, hd, E = (hp["num_attention_heads"], hp["num_key_value_heads"], hp["head_dim"],
                       hp["num_local_experts"])
     out = [
-        _Tensor(TensorSpec("model.embed_tokens.weight", dense, (V, H)), 1.0),
-        _Tensor(TensorSpec("model.norm.weight", "f32", (H,)), 0.05, 1.0),
-        _Tensor(TensorSpec("lm_head.weight", dense, (V, H)), H**-0.5),
+        _tensor("model.embed_tokens.weight", dense, (V, H)),
+        _tensor("model.norm.weight", "f32", (H,)),
+        _tensor("lm_head.weight", dense, (V, H)),
     ]
     for L in range(hp["num_hidden_layers"]):
         p = f"model.layers.{L}."
         out += [
-            _Tensor(TensorSpec(p + "input_layernorm.weight", "f32", (H,)), 0.05, 1.0),
-            _Tensor(TensorSpec(p + "post_attention_layernorm.weight", "f32", (H,)), 0.05, 1.0),
-            _Tensor(TensorSpec(p + "self_attn.sinks", "f32", (nh,)), 1.0),
-            _Tensor(TensorSpec(p + "mlp.router.weight", "f32", (E, H)), H**-0.5),
-            _Tensor(TensorSpec(p + "mlp.router.bias", "f32", (E,)), 0.1),
-            _Tensor(TensorSpec(p + "self_attn.o_proj.weight", dense, (H, nh * hd)),
-                    (nh * hd) ** -0.5),
-            _Tensor(TensorSpec(p + "self_attn.o_proj.bias", "f32", (H,)), 0.02),
+            _tensor(p + "input_layernorm.weight", "f32", (H,)),
+            _tensor(p + "post_attention_layernorm.weight", "f32", (H,)),
+            _tensor(p + "self_attn.sinks", "f32", (nh,)),
+            _tensor(p + "mlp.router.weight", "f32", (E, H)),
+            _tensor(p + "mlp.router.bias", "f32", (E,)),
+            _tensor(p + "self_attn.o_proj.weight", dense, (H, nh * hd)),
+            _tensor(p + "self_attn.o_proj.bias", "f32", (H,)),
         ]
         for name, rows in (("q", nh * hd), ("k", nkv * hd), ("v", nkv * hd)):
             out += [
-                _Tensor(TensorSpec(p + f"self_attn.{name}_proj.weight", dense, (rows, H)),
-                        H**-0.5),
-                _Tensor(TensorSpec(p + f"self_attn.{name}_proj.bias", "f32", (rows,)), 0.02),
+                _tensor(p + f"self_attn.{name}_proj.weight", dense, (rows, H)),
+                _tensor(p + f"self_attn.{name}_proj.bias", "f32", (rows,)),
             ]
         for e in range(E):
             shapes = {"gate_up_proj": (2 * FF, H), "gate_up_proj_bias": (2 * FF,),
@@ -109,14 +131,18 @@ def _plan(hp: dict[str, Any], dense: str) -> list[_Tensor]:
             for part in EXPERT_PARTS:
                 shape = shapes[part]
                 typ = "mxfp4" if len(shape) == 2 else "f32"
-                std = shape[-1] ** -0.5 if len(shape) == 2 else 0.02
-                out.append(_Tensor(TensorSpec(expert_tensor_name(L, e, part), typ, shape), std))
+                out.append(_tensor(expert_tensor_name(L, e, part), typ, shape))
     return out
 
 
 # Root mean square of the FP4 values (uniform random codes) and of uniform int8.
 _FP4_RMS = math.sqrt(np.mean(np.array([0, .5, 1, 1.5, 2, 3, 4, 6]) ** 2))
 _INT8_RMS = math.sqrt(np.mean(np.arange(-128, 128, dtype=np.float64) ** 2))
+
+
+def mxfp4_scale_byte(std: float) -> int:
+    """The E8M0 scale byte giving uniformly random FP4 codes a std of about ``std``."""
+    return round(math.log2(std / _FP4_RMS)) + 127
 
 
 def _mxfp4_bytes(t: _Tensor, rng: np.random.Generator) -> Iterator[np.ndarray]:
@@ -126,7 +152,7 @@ def _mxfp4_bytes(t: _Tensor, rng: np.random.Generator) -> Iterator[np.ndarray]:
     step = _ROWS_PER_CHUNK * cols // QK
     for g0 in range(0, groups, step):
         yield np.frombuffer(rng.bytes(16 * min(step, groups - g0)), np.uint8)
-    yield np.full(groups, round(math.log2(t.std / _FP4_RMS)) + 127, np.uint8)
+    yield np.full(groups, mxfp4_scale_byte(t.std), np.uint8)
 
 
 def _q8_0_bytes(t: _Tensor, rng: np.random.Generator) -> Iterator[np.ndarray]:
