@@ -554,7 +554,7 @@ static void matvec_f32_mxfp4_avx2(const tensor *w, int64_t r0, int64_t r1, const
  * is padded with zero sums and zero activation scales.
  *
  * One token (decoding) reads each weight block into registers and uses it once. Several tokens
- * (prefill) decode a row once into int16 in work memory and reuse it for every token, with the
+ * (prefill) decode rows once into int16 in work memory and reuse them for every token, with the
  * same sums in the same order: a row's result does not depend on how many tokens share it.
  * Rows whose mxfp4 scale bytes are outside 2..252, and tokens qact marked exact, take the f32
  * routes above (matvec), which match the reference everywhere.
@@ -668,23 +668,19 @@ static float row_q8_0_i16(const uint8_t *row, int64_t n_blocks, const int16_t *q
     return hsum_ps(acc);
 }
 
-/* A decoded row: int16 weights (in the activations' order) and f32 block scales. */
-static float row_decoded_i16(const int16_t *w16, const float *ws, int64_t n_blocks,
-                             const int16_t *q, const float *xd) {
-    __m256 acc = _mm256_setzero_ps();
-    for (int64_t b = 0; b < n_blocks; b += IBLK) {
-        const int64_t n = n_blocks - b < IBLK ? n_blocks - b : IBLK;
-        __m256i p[IBLK];
-        for (int64_t i = 0; i < IBLK; i++) {
-            const int16_t *w = w16 + (b + i) * 32;
-            p[i] = i < n ? dot32_i16(_mm256_loadu_si256((const __m256i_u *)w),
-                                     _mm256_loadu_si256((const __m256i_u *)(w + 16)),
-                                     q + (b + i) * 32)
-                         : _mm256_setzero_si256();
-        }
-        acc = scale_blocks(acc, p, _mm256_loadu_ps(ws + b), load_xd(xd + b, n));
+/* One step of a decoded row's product: blocks b .. b+n−1 (n <= 8) of int16 weights w16 (in the
+ * activations' order) with scales ws, against q / xd at the same blocks; returns acc updated
+ * exactly as one iteration of row_mxfp4_i16 / row_q8_0_i16 updates theirs. */
+INLINE __m256 chunk_decoded(__m256 acc, const int16_t *w16, const float *ws, const int16_t *q,
+                            const float *xd, int64_t n) {
+    __m256i p[IBLK];
+    for (int64_t i = 0; i < IBLK; i++) {
+        const int16_t *w = w16 + i * 32;
+        p[i] = i < n ? dot32_i16(_mm256_loadu_si256((const __m256i_u *)w),
+                                 _mm256_loadu_si256((const __m256i_u *)(w + 16)), q + i * 32)
+                     : _mm256_setzero_si256();
     }
-    return hsum_ps(acc);
+    return scale_blocks(acc, p, _mm256_loadu_ps(ws), load_xd(xd, n));
 }
 
 /* Decode an mxfp4 row (fast scale bytes) into w16[cols] and ws[n_groups rounded up to 8]. */
@@ -714,62 +710,135 @@ static void decode_row_q8_0(const uint8_t *row, int64_t n_blocks, int16_t *w16, 
     for (int64_t b = n_blocks; b % IBLK; b++) ws[b] = 0.0f;
 }
 
-/* Room for a decoded row: int16[cols] then f32[n_blocks + 8]; NULL if out of memory. */
-static int16_t *decoded_row_new(int64_t cols, float **ws) {
-    int16_t *w16 = malloc((size_t)cols * sizeof(int16_t) + ((size_t)cols / 32 + IBLK) * sizeof(float));
-    if (w16) *ws = (float *)(void *)(w16 + cols);   /* cols·2 is a multiple of 64: aligned */
-    return w16;
+/*
+ * Several tokens: ROW_BLOCK rows are decoded into int16 once per call, then the products run
+ * by column chunks of 8 blocks — for each chunk, every token against every row of the block —
+ * so the weights (ROW_BLOCK × 512 bytes) and one token's activations (512 bytes) of a chunk sit
+ * in L1; each (row, token) keeps its accumulator in acc between chunks and receives exactly the
+ * operations the one-token path applies, in the same order.
+ */
+#define ROW_BLOCK 16
+
+typedef struct decoded_rows {
+    int16_t *w16;        /* [ROW_BLOCK, cols] */
+    float *ws;           /* [ROW_BLOCK, ws_stride] block scales, padded to a multiple of 8 */
+    float *acc;          /* [ROW_BLOCK, n_tok, 8] */
+    int64_t ws_stride;
+    uint8_t fast[ROW_BLOCK];   /* row decoded (else: exact route) */
+} decoded_rows;
+
+/* Allocate room for ROW_BLOCK decoded rows of cols and n_tok accumulators; 0 if out of memory. */
+static int decoded_rows_new(decoded_rows *d, int64_t cols, int64_t n_tok) {
+    d->ws_stride = cols / 32 + IBLK;
+    const size_t w_bytes = (size_t)ROW_BLOCK * (size_t)cols * sizeof(int16_t);   /* % 64 == 0 */
+    const size_t ws_bytes = (size_t)ROW_BLOCK * (size_t)d->ws_stride * sizeof(float);
+    d->w16 = malloc(w_bytes + ws_bytes + (size_t)ROW_BLOCK * (size_t)n_tok * IBLK * sizeof(float));
+    if (!d->w16) return 0;
+    d->ws = (float *)(void *)((uint8_t *)d->w16 + w_bytes);
+    d->acc = (float *)(void *)((uint8_t *)d->ws + ws_bytes);
+    return 1;
+}
+
+/* Y for rows [r0, r1) and every token, one row block at a time (weight type by `type`). */
+static void matmul_blocked(const tensor *w, int type, int64_t r0, int64_t r1, const qact *x,
+                           float *y, int64_t ldy, decoded_rows *d) {
+    const int64_t cols = w->cols, n_blocks = cols / 32, n_tok = x->n_tok;
+    const size_t mx_row_bytes = (size_t)n_blocks * GROUP_BYTES;
+    const size_t q8_row_bytes = (size_t)n_blocks * sizeof(block_q8_0);
+    const uint8_t *mx_scales = w->data + (size_t)w->rows * mx_row_bytes;
+    for (int64_t rb = r0; rb < r1; rb += ROW_BLOCK) {
+        const int64_t nr = r1 - rb < ROW_BLOCK ? r1 - rb : ROW_BLOCK;
+        for (int64_t i = 0; i < nr; i++) {
+            int16_t *w16 = d->w16 + i * cols;
+            float *ws = d->ws + i * d->ws_stride;
+            if (type == EDGEMOE_TYPE_MXFP4) {
+                const uint8_t *sc = mx_scales + (size_t)(rb + i) * (size_t)n_blocks;
+                d->fast[i] = (uint8_t)scales_fast(sc, (size_t)n_blocks);
+                if (d->fast[i])
+                    decode_row_mxfp4(w->data + (size_t)(rb + i) * mx_row_bytes, sc, n_blocks, w16, ws);
+            } else {
+                d->fast[i] = 1;
+                decode_row_q8_0(w->data + (size_t)(rb + i) * q8_row_bytes, n_blocks, w16, ws);
+            }
+        }
+        for (int64_t k = 0; k < nr * n_tok; k++) _mm256_storeu_ps(d->acc + k * IBLK, _mm256_setzero_ps());
+        for (int64_t b = 0; b < n_blocks; b += IBLK) {
+            const int64_t n = n_blocks - b < IBLK ? n_blocks - b : IBLK;
+            for (int64_t t = 0; t < n_tok; t++) {
+                if (x->exact[t]) continue;
+                const int16_t *q = x->q + t * cols + b * 32;
+                const float *xd = x->d + t * n_blocks + b;
+                for (int64_t i = 0; i < nr; i++) {
+                    if (!d->fast[i]) continue;
+                    float *acc = d->acc + (i * n_tok + t) * IBLK;
+                    _mm256_storeu_ps(acc, chunk_decoded(_mm256_loadu_ps(acc), d->w16 + i * cols + b * 32,
+                                                        d->ws + i * d->ws_stride + b, q, xd, n));
+                }
+            }
+        }
+        for (int64_t t = 0; t < n_tok; t++) {
+            const float *xf = x->x + t * cols;
+            for (int64_t i = 0; i < nr; i++) {
+                const int64_t r = rb + i;
+                float *out = y + t * ldy + r;
+                if (d->fast[i] && !x->exact[t])
+                    *out = hsum_ps(_mm256_loadu_ps(d->acc + (i * n_tok + t) * IBLK));
+                else if (type == EDGEMOE_TYPE_MXFP4)
+                    *out = row_mxfp4_exact(w->data + (size_t)r * mx_row_bytes,
+                                           mx_scales + (size_t)r * (size_t)n_blocks, n_blocks, xf);
+                else
+                    *out = row_q8_0_exact(w->data + (size_t)r * q8_row_bytes, n_blocks, xf);
+            }
+        }
+    }
 }
 
 static void matmul_mxfp4_avx2(const tensor *w, int64_t r0, int64_t r1, const qact *x, float *y,
                               int64_t ldy) {
+    decoded_rows d;
+    if (x->n_tok > 1 && decoded_rows_new(&d, w->cols, x->n_tok)) {
+        matmul_blocked(w, EDGEMOE_TYPE_MXFP4, r0, r1, x, y, ldy, &d);
+        free(d.w16);
+        return;
+    }
+    /* one token (or no memory for the blocked route): weights decoded in registers */
     const int64_t n_groups = w->cols / QK_MXFP4, cols = w->cols;
     const size_t row_group_bytes = (size_t)n_groups * GROUP_BYTES;
     const uint8_t *scales = w->data + (size_t)w->rows * row_group_bytes;
-    float *ws = NULL;
-    int16_t *w16 = x->n_tok > 1 ? decoded_row_new(cols, &ws) : NULL;
     for (int64_t r = r0; r < r1; r++) {
         const uint8_t *groups = w->data + (size_t)r * row_group_bytes;
         const uint8_t *sc = scales + (size_t)r * (size_t)n_groups;
         const int fast_row = scales_fast(sc, (size_t)n_groups);
-        if (fast_row && w16) decode_row_mxfp4(groups, sc, n_groups, w16, ws);
         for (int64_t t = 0; t < x->n_tok; t++) {
-            const int16_t *q = x->q + t * cols;
-            const float *xd = x->d + t * n_groups;
             float *out = y + t * ldy + r;
             if (!fast_row || x->exact[t])
                 *out = row_mxfp4_exact(groups, sc, n_groups, x->x + t * cols);
-            else if (w16)
-                *out = row_decoded_i16(w16, ws, n_groups, q, xd);
             else
-                *out = row_mxfp4_i16(groups, sc, n_groups, q, xd);
+                *out = row_mxfp4_i16(groups, sc, n_groups, x->q + t * cols, x->d + t * n_groups);
         }
     }
-    free(w16);
 }
 
 static void matmul_q8_0_avx2(const tensor *w, int64_t r0, int64_t r1, const qact *x, float *y,
                              int64_t ldy) {
+    decoded_rows d;
+    if (x->n_tok > 1 && decoded_rows_new(&d, w->cols, x->n_tok)) {
+        matmul_blocked(w, EDGEMOE_TYPE_Q8_0, r0, r1, x, y, ldy, &d);
+        free(d.w16);
+        return;
+    }
     const int64_t n_blocks = w->cols / QK8_0, cols = w->cols;
     const size_t row_bytes = (size_t)n_blocks * sizeof(block_q8_0);
-    float *ws = NULL;
-    int16_t *w16 = x->n_tok > 1 ? decoded_row_new(cols, &ws) : NULL;
     for (int64_t r = r0; r < r1; r++) {
         const uint8_t *row = w->data + (size_t)r * row_bytes;
-        if (w16) decode_row_q8_0(row, n_blocks, w16, ws);
         for (int64_t t = 0; t < x->n_tok; t++) {
-            const int16_t *q = x->q + t * cols;
-            const float *xd = x->d + t * n_blocks;
             float *out = y + t * ldy + r;
             if (x->exact[t])
                 *out = row_q8_0_exact(row, n_blocks, x->x + t * cols);
-            else if (w16)
-                *out = row_decoded_i16(w16, ws, n_blocks, q, xd);
             else
-                *out = row_q8_0_i16(row, n_blocks, q, xd);
+                *out = row_q8_0_i16(row, n_blocks, x->q + t * cols, x->d + t * n_blocks);
         }
     }
-    free(w16);
 }
 
 /* ---------------------------------------------------------------------------------------
