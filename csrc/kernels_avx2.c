@@ -602,11 +602,6 @@ INLINE __m256 q8_0_scales8(const uint8_t *block) {
     return _mm256_cvtph_ps(h);
 }
 
-/* acc += (f32(S) · xd) · ws for 8 blocks. In this order no intermediate underflows unless the
- * result does: |S| >= 1 and xd >= 2^-115 (qact's range) keep f32(S) · xd normal. */
-INLINE __m256 scale_blocks(__m256 acc, const __m256i p[IBLK], __m256 ws, __m256 xd) {
-    return _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(reduce8_epi32(p)), xd), ws, acc);
-}
 
 /* The activation scales of blocks b .. b+n−1 (n <= 8), zero beyond. */
 INLINE __m256 load_xd(const float *xd, int64_t n) {
@@ -616,28 +611,76 @@ INLINE __m256 load_xd(const float *xd, int64_t n) {
     return _mm256_loadu_ps(tmp);
 }
 
+/*
+ * Block sums. Integer additions are exact, so how the eight vectors are reduced does not change
+ * the sums: full chunks pair them up as they are produced (few live registers), tails go
+ * through reduce8_epi32 with zero padding; both give the same [S_b .. S_b+7].
+ */
+
+/* Σ w·q of mxfp4 group `packed` with 32 activations q (partial sums in 8 lanes). */
+INLINE __m256i mxfp4_group_dot(const uint8_t *packed, const int16_t *q) {
+    __m256i even, odd;
+    mxfp4_group_i16(packed, &even, &odd);
+    return dot32_i16(even, odd, q);
+}
+
+/* Σ w·q of q8_0 block `block` with 32 activations q. */
+INLINE __m256i q8_0_block_dot(const uint8_t *block, const int16_t *q) {
+    __m256i lo, hi;
+    q8_0_block_i16(block, &lo, &hi);
+    return dot32_i16(lo, hi, q);
+}
+
+/* Σ w·q of 32 decoded int16 weights w with 32 activations q. */
+INLINE __m256i decoded_block_dot(const int16_t *w, const int16_t *q) {
+    return dot32_i16(_mm256_loadu_si256((const __m256i_u *)w),
+                     _mm256_loadu_si256((const __m256i_u *)(w + 16)), q);
+}
+
+/* [S_0 .. S_7] from four hadd pairs: lo = hadd(hadd(p0,p1), hadd(p2,p3)), hi likewise. */
+INLINE __m256i finish8_epi32(__m256i lo, __m256i hi) {
+    return _mm256_add_epi32(_mm256_permute2x128_si256(lo, hi, 0x20),
+                            _mm256_permute2x128_si256(lo, hi, 0x31));
+}
+
+#define SUMS8(DOT, W, WSTEP, Q)                                                                   \
+    finish8_epi32(                                                                                \
+        _mm256_hadd_epi32(_mm256_hadd_epi32(DOT((W), (Q)), DOT((W) + (WSTEP), (Q) + 32)),         \
+                          _mm256_hadd_epi32(DOT((W) + 2 * (WSTEP), (Q) + 64),                     \
+                                            DOT((W) + 3 * (WSTEP), (Q) + 96))),                   \
+        _mm256_hadd_epi32(_mm256_hadd_epi32(DOT((W) + 4 * (WSTEP), (Q) + 128),                    \
+                                            DOT((W) + 5 * (WSTEP), (Q) + 160)),                   \
+                          _mm256_hadd_epi32(DOT((W) + 6 * (WSTEP), (Q) + 192),                    \
+                                            DOT((W) + 7 * (WSTEP), (Q) + 224))))
+
+/* acc += (f32(S) · xd) · ws for 8 blocks given their sums S. */
+INLINE __m256 scale_sums(__m256 acc, __m256i sums, __m256 ws, __m256 xd) {
+    return _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(sums), xd), ws, acc);
+}
+
 /* One mxfp4 row (fast scale bytes only) · one token's int16 activations, weights in registers. */
 static float row_mxfp4_i16(const uint8_t *groups, const uint8_t *scales, int64_t n_groups,
                            const int16_t *q, const float *xd) {
     __m256 acc = _mm256_setzero_ps();
-    for (int64_t g = 0; g < n_groups; g += IBLK) {
-        const int64_t n = n_groups - g < IBLK ? n_groups - g : IBLK;
+    int64_t g = 0;
+    for (; g + IBLK <= n_groups; g += IBLK) {
+        const uint8_t *w = groups + g * GROUP_BYTES;
+        prefetch_ahead(w);
+        prefetch_ahead(w + 64);
+        const __m256i sums = SUMS8(mxfp4_group_dot, w, GROUP_BYTES, q + g * QK_MXFP4);
+        const __m256i e = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i_u *)(scales + g)));
+        acc = scale_sums(acc, sums, e8m0_half_scales(e), _mm256_loadu_ps(xd + g));
+    }
+    if (g < n_groups) {   /* tail: zero sums and activation scales, scale bytes 127 */
+        const int64_t n = n_groups - g;
         __m256i p[IBLK];
-        uint8_t e[IBLK] = {127, 127, 127, 127, 127, 127, 127, 127};   /* padding: finite */
-        prefetch_ahead(groups + g * GROUP_BYTES);
-        prefetch_ahead(groups + g * GROUP_BYTES + 64);
-        for (int64_t i = 0; i < IBLK; i++) {
-            if (i < n) {
-                __m256i even, odd;
-                mxfp4_group_i16(groups + (g + i) * GROUP_BYTES, &even, &odd);
-                p[i] = dot32_i16(even, odd, q + (g + i) * QK_MXFP4);
-                e[i] = scales[g + i];
-            } else {
-                p[i] = _mm256_setzero_si256();
-            }
-        }
+        uint8_t e[IBLK] = {127, 127, 127, 127, 127, 127, 127, 127};
+        for (int64_t i = 0; i < IBLK; i++)
+            p[i] = i < n ? mxfp4_group_dot(groups + (g + i) * GROUP_BYTES, q + (g + i) * QK_MXFP4)
+                         : _mm256_setzero_si256();
+        memcpy(e, scales + g, (size_t)n);
         const __m256 ws = e8m0_half_scales(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i_u *)e)));
-        acc = scale_blocks(acc, p, ws, load_xd(xd + g, n));
+        acc = scale_sums(acc, reduce8_epi32(p), ws, load_xd(xd + g, n));
     }
     return hsum_ps(acc);
 }
@@ -645,25 +688,27 @@ static float row_mxfp4_i16(const uint8_t *groups, const uint8_t *scales, int64_t
 /* One q8_0 row · one token's int16 activations, weights in registers. */
 static float row_q8_0_i16(const uint8_t *row, int64_t n_blocks, const int16_t *q, const float *xd) {
     __m256 acc = _mm256_setzero_ps();
-    for (int64_t b = 0; b < n_blocks; b += IBLK) {
-        const int64_t n = n_blocks - b < IBLK ? n_blocks - b : IBLK;
+    int64_t b = 0;
+    for (; b + IBLK <= n_blocks; b += IBLK) {
         const uint8_t *blocks = row + (size_t)b * sizeof(block_q8_0);
+        prefetch_ahead(blocks);
+        prefetch_ahead(blocks + 64);
+        prefetch_ahead(blocks + 128);
+        prefetch_ahead(blocks + 192);
+        prefetch_ahead(blocks + 256);
+        const __m256i sums = SUMS8(q8_0_block_dot, blocks, sizeof(block_q8_0), q + b * QK8_0);
+        acc = scale_sums(acc, sums, q8_0_scales8(blocks), _mm256_loadu_ps(xd + b));
+    }
+    if (b < n_blocks) {   /* tail: zero sums, weight scales and activation scales */
+        const int64_t n = n_blocks - b;
         __m256i p[IBLK];
-        float ws_tmp[IBLK] = {0};
+        float ws[IBLK] = {0};
         for (int64_t i = 0; i < IBLK; i++) {
-            if (i < n) {
-                const uint8_t *block = blocks + (size_t)i * sizeof(block_q8_0);
-                __m256i lo, hi;
-                if (i % 2 == 0) prefetch_ahead(block);
-                q8_0_block_i16(block, &lo, &hi);
-                p[i] = dot32_i16(lo, hi, q + (b + i) * QK8_0);
-                if (n < IBLK) ws_tmp[i] = _cvtsh_ss(load_u16(block));
-            } else {
-                p[i] = _mm256_setzero_si256();
-            }
+            const uint8_t *block = row + (size_t)(b + i) * sizeof(block_q8_0);
+            p[i] = i < n ? q8_0_block_dot(block, q + (b + i) * QK8_0) : _mm256_setzero_si256();
+            if (i < n) ws[i] = _cvtsh_ss(load_u16(block));
         }
-        const __m256 ws = n == IBLK ? q8_0_scales8(blocks) : _mm256_loadu_ps(ws_tmp);
-        acc = scale_blocks(acc, p, ws, load_xd(xd + b, n));
+        acc = scale_sums(acc, reduce8_epi32(p), _mm256_loadu_ps(ws), load_xd(xd + b, n));
     }
     return hsum_ps(acc);
 }
@@ -673,14 +718,13 @@ static float row_q8_0_i16(const uint8_t *row, int64_t n_blocks, const int16_t *q
  * exactly as one iteration of row_mxfp4_i16 / row_q8_0_i16 updates theirs. */
 INLINE __m256 chunk_decoded(__m256 acc, const int16_t *w16, const float *ws, const int16_t *q,
                             const float *xd, int64_t n) {
+    if (n == IBLK)
+        return scale_sums(acc, SUMS8(decoded_block_dot, w16, 32, q), _mm256_loadu_ps(ws),
+                          _mm256_loadu_ps(xd));
     __m256i p[IBLK];
-    for (int64_t i = 0; i < IBLK; i++) {
-        const int16_t *w = w16 + i * 32;
-        p[i] = i < n ? dot32_i16(_mm256_loadu_si256((const __m256i_u *)w),
-                                 _mm256_loadu_si256((const __m256i_u *)(w + 16)), q + i * 32)
-                     : _mm256_setzero_si256();
-    }
-    return scale_blocks(acc, p, _mm256_loadu_ps(ws), load_xd(xd, n));
+    for (int64_t i = 0; i < IBLK; i++)
+        p[i] = i < n ? decoded_block_dot(w16 + i * 32, q + i * 32) : _mm256_setzero_si256();
+    return scale_sums(acc, reduce8_epi32(p), _mm256_loadu_ps(ws), load_xd(xd, n));
 }
 
 /* Decode an mxfp4 row (fast scale bytes) into w16[cols] and ws[n_groups rounded up to 8]. */
