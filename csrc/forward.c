@@ -22,6 +22,7 @@
 
 #include "context.h"
 #include "kernels_ref.h"
+#include "residency.h"
 
 /* Matrices with fewer rows than this run on one thread: a job costs a few microseconds. */
 #define PARALLEL_MIN_ROWS 64
@@ -231,6 +232,8 @@ static void forward_moe(edgemoe_context *ctx, int32_t layer, int32_t n) {
         for (int j = 0; j < K; j++) weight[j] = ctx->router[(size_t)t * (size_t)E + (size_t)chosen[j]];
         softmax(weight, K);
     }
+    for (int32_t t = 0; t < n; t++)   /* the chosen experts' spans, read ahead together */
+        for (int j = 0; j < K; j++) residency_expert(ctx->model, layer, ctx->chosen[t * K + j]);
     for (int e = 0; e < E; e++) {
         int32_t m = 0;
         for (int32_t t = 0; t < n; t++)
@@ -263,7 +266,11 @@ void forward_batch(edgemoe_context *ctx, const int32_t *tokens, int32_t n, int32
         dequantize_row(&m->embed, tokens[t], ctx->x + t * H);
         rope_angles(ctx, t, pos + t);
     }
+    edgemoe_model *mm = ctx->model;
+    residency_layer(mm, 0);
     for (int32_t l = 0; l < m->hp.n_layer; l++) {
+        residency_layer(mm, l + 1);   /* the next layer's dense weights load while this one runs */
+        if (l == m->hp.n_layer / 2 && logits_mode) residency_head(mm);
         forward_attention(ctx, l, n, pos);
         forward_moe(ctx, l, n);
     }

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "crc32.h"
+#include "residency.h"
 #include "loader.h"
 
 #define HEADER_MAX_LENGTH ((uint64_t)256 << 20)   /* the 120b model's header is a few MiB */
@@ -206,6 +207,7 @@ int edgemoe_model_open(const char *path, edgemoe_model **out, char *err, size_t 
         return loader_fail(&ld, rc, "%s", msg);
     }
     rc = model_load(&ld, m);
+    if (rc == EDGEMOE_OK && !residency_init(m)) rc = loader_fail(&ld, EDGEMOE_ERR_NOMEM, "out of memory");
     json_free(&ld.doc);
     tensors_release(&ld);
     if (rc != EDGEMOE_OK) {
@@ -221,6 +223,7 @@ void edgemoe_model_free(edgemoe_model *model) {
     if (model->map) munmap((void *)model->map, model->map_size);
     free(model->layers);
     free(model->experts);
+    free((void *)model->advised);
     free(model->path);
     free(model);
 }

@@ -54,6 +54,8 @@ typedef struct expert_weights {
     tensor gate_up_bias;   /* [2I] */
     tensor down;           /* [H, I] mxfp4 */
     tensor down_bias;      /* [H] */
+    const uint8_t *span;   /* the expert's span in the mapping (expert_alignment-aligned) */
+    size_t span_length;
 } expert_weights;
 
 /* One decoder layer's weights. */
@@ -81,6 +83,9 @@ struct edgemoe_model {
     tensor lm_head;            /* [V, H] */
     layer_weights *layers;     /* [n_layer] */
     expert_weights *experts;   /* [n_layer · n_expert], layer-major */
+    /* residency.c: which parts of the mapping were already announced to the kernel, one flag
+     * per (layer, expert), per layer's dense tensors, and for the output head */
+    _Atomic unsigned char *advised;   /* [n_layer · n_expert + n_layer + 1] */
     edgemoe_model_info info;
 };
 

@@ -482,6 +482,9 @@ static int experts_check(loader *ld, edgemoe_model *m, uint64_t *part_bytes) {
                              i, (long long)s.layer, (long long)s.expert);
         *mark = 1;
         m->info.expert_bytes += s.length;
+        expert_weights *e = &m->experts[s.layer * hp->n_expert + s.expert];
+        e->span = ld->map + s.offset;
+        e->span_length = (size_t)s.length;
     }
     for (size_t k = 0; !rc && k < (size_t)hp->n_layer * (size_t)hp->n_expert; k++) {
         if (!seen[k])
