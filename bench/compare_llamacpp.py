@@ -132,6 +132,12 @@ def bench_edgemoe(model: Path, args: argparse.Namespace, dense: str) -> Row:
 # ------------------------------------------------------------------ report
 
 
+def report(row: Row) -> Row:
+    """Print a finished row to stderr at once (a later failure does not lose it)."""
+    print(json.dumps(asdict(row)), file=sys.stderr, flush=True)
+    return row
+
+
 def table(rows: list[Row]) -> str:
     gib = 1024**3
     lines = [
@@ -174,8 +180,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dense", default="q8_0,bf16",
                     help="dense types to compare, comma-separated (default %(default)s)")
     ap.add_argument("--no-repack", action="store_true",
-                    help="also run llama.cpp with --no-repack (plain mmap, no second copy)")
+                    help="also run llama.cpp with --repack 0 (plain mmap, no second copy)")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
+    ap.add_argument("--only", choices=("edgemoe", "llama.cpp"),
+                    help="run one engine only (e.g. to repeat it)")
     args = ap.parse_args(argv)
 
     bench_bin = args.llama_cpp / "build" / "bin" / "llama-bench"
@@ -196,10 +204,12 @@ def main(argv: list[str] | None = None) -> int:
         ours = ensure(w / f"{args.preset}-{dense}.bin",
                       [sys.executable, "-m", "edgemoe", "quantize", str(hf), "-o",
                        str(w / f"{args.preset}-{dense}.bin"), "--dense", dense])
-        rows.append(bench_llamacpp(bench_bin, gguf, args, []))
-        if args.no_repack:
-            rows.append(bench_llamacpp(bench_bin, gguf, args, ["--no-repack", "1"]))
-        rows.append(bench_edgemoe(ours, args, dense))
+        if args.only != "edgemoe":
+            rows.append(report(bench_llamacpp(bench_bin, gguf, args, [])))
+            if args.no_repack:
+                rows.append(report(bench_llamacpp(bench_bin, gguf, args, ["--repack", "0"])))
+        if args.only != "llama.cpp":
+            rows.append(report(bench_edgemoe(ours, args, dense)))
     rs = ratios(rows)
     if args.json:
         print(json.dumps({"rows": [asdict(r) | {"tg_gb_s": r.tg_gb_s} for r in rows],

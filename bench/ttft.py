@@ -11,7 +11,7 @@ line sees, interpreter start-up included) and the bytes it read from disk (``ru_
 from ``wait4``), min / median over the runs.
 
 edgemoe runs ``edgemoe run MODEL -p PROMPT -n 1 --raw --no-stats``; llama.cpp runs
-``llama-completion -m GGUF -p PROMPT -n 1 --no-warmup`` with its default flags and, with
+``llama-completion -m GGUF -p PROMPT -n 1 -no-cnv --no-warmup`` with its default flags and, with
 ``--no-repack``, again with ``--no-repack`` (plain mmap).
 """
 
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.llama_cpp:
             ap.error("--gguf needs --llama-cpp")
         exe = args.llama_cpp / "build" / "bin" / "llama-completion"
-        base = [str(exe), "-m", str(args.gguf), "-p", PROMPT, "-n", "1", "-t",
+        base = [str(exe), "-m", str(args.gguf), "-p", PROMPT, "-n", "1", "-no-cnv", "-t",
                 str(args.threads), "--no-warmup"]
         rows.append(measure("llama.cpp", base, args.runs, args.warm))
         if args.no_repack:

@@ -163,6 +163,11 @@ int edgemoe_kernel_int16_activations(const char *kernels, int type);
 int edgemoe_kernel_dot(const char *kernels, const float *a, const float *b, int64_t n,
                        double *out);
 
+/* out[j] = (float)(dot(q, keys + j·stride, dim) · scale) for j < n (one head's attention
+ * scores; the same numbers as edgemoe_kernel_dot per key); stride >= dim. */
+int edgemoe_kernel_scores(const char *kernels, float *out, const float *q, const float *keys,
+                          int64_t stride, int64_t n, int64_t dim, double scale);
+
 /* out[d] = Σ_j p[j]·rows[j·stride + d] for d < dim, j < n (attention values); stride >= dim. */
 int edgemoe_kernel_weighted_sum(const char *kernels, float *out, const float *p,
                                 const float *rows, int64_t stride, int64_t n, int64_t dim);

@@ -144,15 +144,13 @@ static void attention_head(edgemoe_context *ctx, int32_t layer, int32_t t, int h
     int32_t first = 0;
     if (L->sliding && pos >= hp->sliding_window) first = pos - hp->sliding_window + 1;
     const int32_t n = pos - first + 1;
-    for (int32_t j = 0; j < n; j++) {
-        const float *k = kv_row(ctx, ctx->k_cache, layer, first + j) + (size_t)kv_head * (size_t)hd;
-        scores[j] = (float)(ctx->kernels->dot(q, k, hd) * scale);
-    }
+    const size_t kv_dim = (size_t)hp->n_head_kv * (size_t)hd;   /* keys of positions first..pos */
+    const float *k = kv_row(ctx, ctx->k_cache, layer, first) + (size_t)kv_head * (size_t)hd;
+    ctx->kernels->scores(scores, q, k, kv_dim, n, hd, scale);
     scores[n] = sinks[h];
     softmax(scores, n + 1);
     /* the value rows of positions first..pos are kv_dim floats apart in the cache */
     const float *v = kv_row(ctx, ctx->v_cache, layer, first) + (size_t)kv_head * (size_t)hd;
-    const size_t kv_dim = (size_t)hp->n_head_kv * (size_t)hd;
     float *out = ctx->att + (size_t)t * Q + (size_t)h * (size_t)hd;
     ctx->kernels->weighted_sum(out, scores, v, kv_dim, n, hd, acc);
 }

@@ -232,6 +232,16 @@ int edgemoe_kernel_dot(const char *kernels, const float *a, const float *b, int6
     return EDGEMOE_OK;
 }
 
+int edgemoe_kernel_scores(const char *kernels, float *out, const float *q, const float *keys,
+                          int64_t stride, int64_t n, int64_t dim, double scale) {
+    const kernel_table *t;
+    int rc = table_for_call(kernels, &t);
+    if (rc) return rc;
+    if (!out || !q || !keys || n < 0 || dim < 0 || stride < dim) return EDGEMOE_ERR_ARG;
+    t->scores(out, q, keys, (size_t)stride, n, dim, scale);
+    return EDGEMOE_OK;
+}
+
 int edgemoe_kernel_weighted_sum(const char *kernels, float *out, const float *p,
                                 const float *rows, int64_t stride, int64_t n, int64_t dim) {
     const kernel_table *t;

@@ -85,6 +85,13 @@ typedef void (*matmul_fn)(const tensor *w, int64_t r0, int64_t r1, const qact *x
 typedef double (*dot_fn)(const float *a, const float *b, int64_t n);
 
 /*
+ * out[j] = (float)(dot(q, keys + j·stride, dim) · scale) for j < n: one head's attention scores
+ * over n cached keys in one call (the set's dot, inlined; the same numbers as calling it).
+ */
+typedef void (*scores_fn)(float *out, const float *q, const float *keys, size_t stride,
+                          int64_t n, int64_t dim, double scale);
+
+/*
  * out[d] = Σ_j p[j] · rows[j·stride + d] for d < dim, j < n (attention: the softmax-weighted
  * sum of the value rows). acc: scratch of dim doubles (the reference accumulates in it).
  */
@@ -103,6 +110,7 @@ typedef struct kernel_table {
     matmul_fn matmul[EDGEMOE_TYPE_COUNT];
     int qact_order[EDGEMOE_TYPE_COUNT];     /* QACT_ORDER_* each matmul wants */
     dot_fn dot;
+    scores_fn scores;
     weighted_sum_fn weighted_sum;
     rmsnorm_fn rmsnorm;
 } kernel_table;

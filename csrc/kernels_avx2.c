@@ -958,6 +958,13 @@ static void rmsnorm_avx2(float *out, const float *x, const float *w, int64_t n, 
     for (; i < n; i++) out[i] = w[i] * (x[i] * scale);
 }
 
+/* One head's scores over n keys (scores_fn of kernels.h): dot_f32_avx2 per key, inlined. */
+static void scores_f32_avx2(float *out, const float *q, const float *keys, size_t stride, int64_t n,
+                            int64_t dim, double scale) {
+    for (int64_t j = 0; j < n; j++)
+        out[j] = (float)(dot_f32_avx2(q, keys + (size_t)j * stride, dim) * scale);
+}
+
 const kernel_table KERNELS_AVX2 = {
     .name = "avx2",
     .matvec = {
@@ -977,6 +984,7 @@ const kernel_table KERNELS_AVX2 = {
         [EDGEMOE_TYPE_MXFP4] = QACT_ORDER_EVEN_ODD,
     },
     .dot = dot_f32_avx2,
+    .scores = scores_f32_avx2,
     .weighted_sum = weighted_sum_avx2,
     .rmsnorm = rmsnorm_avx2,
 };

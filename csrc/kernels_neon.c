@@ -688,6 +688,13 @@ static void rmsnorm_neon(float *out, const float *x, const float *w, int64_t n, 
     for (; i < n; i++) out[i] = w[i] * (x[i] * scale);
 }
 
+/* One head's scores over n keys (scores_fn of kernels.h): dot_f32_neon per key, inlined. */
+static void scores_f32_neon(float *out, const float *q, const float *keys, size_t stride, int64_t n,
+                            int64_t dim, double scale) {
+    for (int64_t j = 0; j < n; j++)
+        out[j] = (float)(dot_f32_neon(q, keys + (size_t)j * stride, dim) * scale);
+}
+
 const kernel_table KERNELS_NEON = {
     .name = "neon",
     .matvec = {
@@ -707,6 +714,7 @@ const kernel_table KERNELS_NEON = {
         [EDGEMOE_TYPE_MXFP4] = QACT_ORDER_EVEN_ODD,
     },
     .dot = dot_f32_neon,
+    .scores = scores_f32_neon,
     .weighted_sum = weighted_sum_neon,
     .rmsnorm = rmsnorm_neon,
 };

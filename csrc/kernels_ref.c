@@ -142,6 +142,13 @@ void matvec_f32_mxfp4(const tensor *w, int64_t r0, int64_t r1, const float *x, f
     matvec_rows(w, r0, r1, x, y, work, dequantize_row_mxfp4);
 }
 
+/* One head's scores over n keys (scores_fn of kernels.h): dot_f32 per key, inlined. */
+static void scores_f32(float *out, const float *q, const float *keys, size_t stride, int64_t n,
+                       int64_t dim, double scale) {
+    for (int64_t j = 0; j < n; j++)
+        out[j] = (float)(dot_f32(q, keys + (size_t)j * stride, dim) * scale);
+}
+
 const kernel_table KERNELS_REFERENCE = {
     .name = "reference",
     .matvec = {
@@ -153,6 +160,7 @@ const kernel_table KERNELS_REFERENCE = {
         [EDGEMOE_TYPE_MXFP4] = matvec_f32_mxfp4,
     },
     .dot = dot_f32,
+    .scores = scores_f32,
     .weighted_sum = weighted_sum,
     .rmsnorm = rmsnorm,
 };

@@ -22,7 +22,8 @@ pool *pool_new(int n_threads);
 int pool_size(const pool *p);
 
 /* Run fn(arg, i, n) for every i < n = pool_size(p), i = 0 on the caller; return when all are
- * done. Not reentrant: one job at a time, from the thread that owns the pool. */
+ * done. Not reentrant: one job at a time (the context's callers serialize, as every
+ * edgemoe_context call must); any thread may be the caller. */
 void pool_run(pool *p, pool_fn fn, void *arg);
 
 /* Stop and join the workers, free p (NULL is fine). */

@@ -409,6 +409,17 @@ def test_vector_kernels(kernels: str, n: int) -> None:
     exact = a.astype(np.float64) @ b.astype(np.float64)
     assert abs(out[0] - exact) <= VECTOR_TOL * (np.abs(a.astype(np.float64)) @ np.abs(b))
 
+    # one head's scores over 5 keys of a strided cache: the set's dot per key, in one call
+    keys = g.standard_normal(5 * (n + 3)).astype(np.float32)
+    scores = np.zeros(5, dtype=np.float32)
+    call(lib.edgemoe_kernel_scores, k, fptr(scores), fptr(a), fptr(keys), n + 3, 5, n, 0.125)
+    for j in range(5):
+        call(lib.edgemoe_kernel_dot, k, fptr(a), fptr(keys[j * (n + 3):]), n, out)
+        assert scores[j] == np.float32(out[0] * 0.125)
+        key = keys[j * (n + 3): j * (n + 3) + n].astype(np.float64)
+        assert abs(scores[j] - 0.125 * (a.astype(np.float64) @ key)) <= (
+            VECTOR_TOL * 0.125 * (np.abs(a.astype(np.float64)) @ np.abs(key)) + 1e-30)
+
     w = (1 + 0.1 * g.standard_normal(n)).astype(np.float32)
     y = np.zeros(n, dtype=np.float32)
     call(lib.edgemoe_kernel_rmsnorm, k, fptr(y), fptr(a), fptr(w), n, np.float32(1e-5))

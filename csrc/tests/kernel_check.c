@@ -320,6 +320,23 @@ static void check_vector_ops(const char *set) {
         if (rc) failures++;
         else compare(what, d_got, d_ref, scale, 0, &dot_w);
 
+        /* scores of a against 3 keys (b, then a, then b again), stride n */
+        float keys[3 * 2880], s_ref[3], s_got[3];
+        for (int64_t i = 0; i < n; i++) {
+            keys[i] = b[i];
+            keys[n + i] = a[i];
+            keys[2 * n + i] = b[i];
+        }
+        rc = edgemoe_kernel_scores("reference", s_ref, a, keys, n, 3, n, 0.125)
+             | edgemoe_kernel_scores(set, s_got, a, keys, n, 3, n, 0.125);
+        if (rc) failures++;
+        for (int j = 0; j < 3 && !rc; j++) {
+            double sc = 0;
+            for (int64_t i = 0; i < n; i++) sc += fabs((double)a[i] * keys[j * n + i]) * 0.125;
+            snprintf(what, sizeof what, "%s scores n=%lld key %d", set, (long long)n, j);
+            compare(what, s_got[j], s_ref[j], sc, 0x1p-126, &dot_w);
+        }
+
         rc = edgemoe_kernel_rmsnorm("reference", o1, a, w, n, 1e-5f) | edgemoe_kernel_rmsnorm(set, o2, a, w, n, 1e-5f);
         if (rc) failures++;
         for (int64_t i = 0; i < n && !rc; i++) {
