@@ -65,11 +65,16 @@ static int context_alloc(edgemoe_context *ctx) {
     ctx->work = array_new(T * D, sizeof(float));
     ctx->scores = array_new(T * ((size_t)ctx->n_ctx + 1), sizeof(float));
     ctx->att_acc = array_new(T * hd, sizeof(double));
+    ctx->t_gate_up = array_new(T * 2 * I, sizeof(float));
+    ctx->t_act = array_new(T * I, sizeof(float));
+    ctx->t_qa_q = array_new(T * D, sizeof(int16_t));
+    ctx->t_qa_d = array_new(T * (D / 32 + 1), sizeof(float));
     return ctx->k_cache && ctx->v_cache && ctx->inv_freq && ctx->rope_cos && ctx->rope_sin && ctx->x
            && ctx->xn && ctx->q && ctx->att && ctx->proj && ctx->router && ctx->chosen
            && ctx->gate_weight && ctx->expert_out && ctx->expert_tokens && ctx->expert_slots
            && ctx->expert_in && ctx->gate_up && ctx->act && ctx->vec && ctx->sinks && ctx->qa_q && ctx->qa_d
-           && ctx->qa_exact && ctx->work && ctx->scores && ctx->att_acc;
+           && ctx->qa_exact && ctx->work && ctx->scores && ctx->att_acc && ctx->t_gate_up
+           && ctx->t_act && ctx->t_qa_q && ctx->t_qa_d;
 }
 
 int edgemoe_context_new(edgemoe_model *model, int32_t n_ctx, int32_t n_threads,
@@ -116,6 +121,7 @@ void edgemoe_context_free(edgemoe_context *ctx) {
         ctx->q, ctx->att, ctx->proj, ctx->router, ctx->chosen, ctx->gate_weight, ctx->expert_out,
         ctx->expert_tokens, ctx->expert_slots, ctx->expert_in, ctx->gate_up, ctx->act, ctx->vec,
         ctx->sinks, ctx->qa_q, ctx->qa_d, ctx->qa_exact, ctx->work, ctx->scores, ctx->att_acc,
+        ctx->t_gate_up, ctx->t_act, ctx->t_qa_q, ctx->t_qa_d,
     };
     for (size_t i = 0; i < sizeof buffers / sizeof buffers[0]; i++) free(buffers[i]);
     free(ctx);

@@ -68,6 +68,10 @@ struct edgemoe_context {
     float *work;         /* [T, D] kernel scratch */
     float *scores;       /* [T, n_ctx + 1] one head's scores over keys, then the sink */
     double *att_acc;     /* [T, hd] one head's P·V accumulator */
+    float *t_gate_up;    /* [T, 2I] one token's expert, computed whole by one thread */
+    float *t_act;        /* [T, I] */
+    int16_t *t_qa_q;     /* [T, D] */
+    float *t_qa_d;       /* [T, D/32 + 1] */
 
     char error[512];     /* message of the last failed call, "" if none */
 };

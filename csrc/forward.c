@@ -215,6 +215,52 @@ static void expert_apply(edgemoe_context *ctx, const expert_weights *e, int32_t 
     }
 }
 
+/*
+ * y[r] = W[r, :] · x (+ b) for one token, all rows, on the calling thread alone (scratch of
+ * thread i): the same kernels, rows and sums as linear(), so the same numbers.
+ */
+static void linear_one(edgemoe_context *ctx, int i, const tensor *w, const tensor *b,
+                       const float *x, float *y, float *vec) {
+    const kernel_table *k = ctx->kernels;
+    if (k->matmul[w->type]) {
+        uint8_t exact = 0;
+        qact qa = {.x = x, .q = ctx->t_qa_q + (size_t)i * ctx->width,
+                   .d = ctx->t_qa_d + (size_t)i * (ctx->width / 32 + 1), .exact = &exact,
+                   .n_tok = 1, .cols = w->cols};
+        qact_quantize(&qa, k->qact_order[w->type]);
+        k->matmul[w->type](w, 0, w->rows, &qa, y, w->rows);
+    } else {
+        k->matvec[w->type](w, 0, w->rows, x, y, ctx->work + (size_t)i * ctx->width);
+    }
+    if (b) {
+        dequantize_row(b, 0, vec);
+        vec_add(y, vec, w->rows);
+    }
+}
+
+typedef struct experts_job {
+    edgemoe_context *ctx;
+    const layer_weights *layer;
+} experts_job;
+
+/* One token: the chosen experts dealt out whole to the threads (slot j to thread j mod n), so
+ * a token's MoE costs one pool job instead of two per expert. */
+static void experts_share(void *arg, int i, int n) {
+    const experts_job *job = arg;
+    edgemoe_context *ctx = job->ctx;
+    const hparams *hp = &ctx->model->hp;
+    const size_t H = (size_t)hp->n_embd, I = (size_t)hp->n_ff;
+    float *gate_up = ctx->t_gate_up + (size_t)i * 2 * I, *act = ctx->t_act + (size_t)i * I;
+    float *vec = ctx->work + (size_t)i * ctx->width;   /* biases; free while no matvec runs */
+    for (int j = i; j < hp->n_expert_used; j += n) {
+        const expert_weights *e = &job->layer->experts[ctx->chosen[j]];
+        float *out = ctx->expert_out + (size_t)j * H;
+        linear_one(ctx, i, &e->gate_up, &e->gate_up_bias, ctx->xn, gate_up, vec);
+        swiglu_clamped(act, gate_up, hp->n_ff, hp->swiglu_alpha, hp->swiglu_limit);
+        linear_one(ctx, i, &e->down, &e->down_bias, act, out, vec);
+    }
+}
+
 /* x += Σ_k w_k · expert_k(rmsnorm(x)): top-k of the router logits, softmax over those k. */
 static void forward_moe(edgemoe_context *ctx, int32_t layer, int32_t n) {
     const hparams *hp = &ctx->model->hp;
@@ -232,7 +278,11 @@ static void forward_moe(edgemoe_context *ctx, int32_t layer, int32_t n) {
     }
     for (int32_t t = 0; t < n; t++)   /* the chosen experts' spans, read ahead together */
         for (int j = 0; j < K; j++) residency_expert(ctx->model, layer, ctx->chosen[t * K + j]);
-    for (int e = 0; e < E; e++) {
+    if (n == 1 && pool_size(ctx->pool) > 1) {
+        experts_job job = {.ctx = ctx, .layer = L};
+        pool_run(ctx->pool, experts_share, &job);
+    }
+    for (int e = 0; e < E && (n > 1 || pool_size(ctx->pool) == 1); e++) {
         int32_t m = 0;
         for (int32_t t = 0; t < n; t++)
             for (int j = 0; j < K; j++)
