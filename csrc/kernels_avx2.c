@@ -5,10 +5,13 @@
  * enabled for this file only, by a target pragma, and kernels.c hands out KERNELS_AVX2 only
  * after checking the CPU. On other architectures the file compiles to nothing.
  *
- * Numerics (the contract tests/test_kernels.py checks): activations stay f32, every weight is
- * dequantized to exactly the value the reference computes, and products are accumulated in
- * f32 with FMA in several independent sums; only the summation order and f32 rounding of the
- * partial sums differ from the reference. Block scales are applied to a block's partial sum
+ * Numerics (the contract tests/test_kernels.py checks). matvec, every weight type (and the
+ * exact route of the integer kernels): activations stay f32, every weight is dequantized to
+ * exactly the value the reference computes, and products are accumulated in f32 with FMA in
+ * several independent sums; only the summation order and f32 rounding of the partial sums
+ * differ from the reference. matmul, q8_0 and mxfp4 (what the forward pass uses for them):
+ * activations first rounded to int16 blocks (struct qact, kernels.h), then exact int32 block
+ * sums (see the "Integer matmul" section). Block scales are applied to a block's partial sum
  * (d · Σ q·x), which equals Σ (d·q)·x up to rounding because d·q is exact in f32 — except
  * where d·q would overflow or be subnormal, which only mxfp4 scale bytes outside 2..252 can
  * make happen: rows with such a byte take a per-element route, so infinities and NaNs appear
