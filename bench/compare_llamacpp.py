@@ -2,7 +2,8 @@
 """edgemoe and llama.cpp side by side, on the very same weights, in one run.
 
     python bench/compare_llamacpp.py --llama-cpp PATH/TO/llama.cpp --work /data/cmp \\
-        [--preset gpt-oss-20b] [-p 512] [-n 128] [-t 2] [-r 3] [--json]
+        [--preset gpt-oss-20b] [-p 512] [-n 128] [-t 2] [-r 3] [--dense q8_0,bf16]
+        [--no-repack] [--only edgemoe|llama.cpp] [--json]
 
 Steps (each output is reused when it already exists in --work):
 
@@ -11,9 +12,10 @@ Steps (each output is reused when it already exists in --work):
 2. edgemoe converts it (``edgemoe quantize``, default dense q8_0 and ``--dense bf16``);
    llama.cpp's ``convert_hf_to_gguf.py`` converts it (``--outtype bf16``, its default for
    this model, and ``--outtype q8_0``). MXFP4 experts stay MXFP4 in both.
-3. ``llama-bench`` and ``edgemoe bench`` run one after the other with the same prompt
-   length, generation length, threads and repetitions; each engine's peak RSS is read from
-   the kernel (``wait4``) for its own process.
+3. ``llama-bench`` (default flags, and with ``--no-repack`` also ``--repack 0``: plain mmap)
+   and ``edgemoe bench`` run one after the other with the same prompt length, generation
+   length, threads and repetitions; each engine's peak RSS is read from the kernel
+   (``wait4``) for its own process. Each finished row is printed to stderr at once.
 
 The table gives tokens/s (mean ± sd), weight bytes read per generated token (non-expert
 tensors but one embedding row, plus top-k experts per layer, from each file's own tensor
