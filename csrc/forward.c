@@ -278,19 +278,20 @@ static void forward_moe(edgemoe_context *ctx, int32_t layer, int32_t n) {
     }
     for (int32_t t = 0; t < n; t++)   /* the chosen experts' spans, read ahead together */
         for (int j = 0; j < K; j++) residency_expert(ctx->model, layer, ctx->chosen[t * K + j]);
-    if (n == 1 && pool_size(ctx->pool) > 1) {
+    if (n == 1 && pool_size(ctx->pool) > 1) {   /* one token: experts dealt out whole */
         experts_job job = {.ctx = ctx, .layer = L};
         pool_run(ctx->pool, experts_share, &job);
-    }
-    for (int e = 0; e < E && (n > 1 || pool_size(ctx->pool) == 1); e++) {
-        int32_t m = 0;
-        for (int32_t t = 0; t < n; t++)
-            for (int j = 0; j < K; j++)
-                if (ctx->chosen[t * K + j] == e) {
-                    ctx->expert_tokens[m] = t;
-                    ctx->expert_slots[m++] = j;
-                }
-        if (m) expert_apply(ctx, &L->experts[e], m);
+    } else {                                      /* a batch: expert by expert, rows split */
+        for (int e = 0; e < E; e++) {
+            int32_t m = 0;
+            for (int32_t t = 0; t < n; t++)
+                for (int j = 0; j < K; j++)
+                    if (ctx->chosen[t * K + j] == e) {
+                        ctx->expert_tokens[m] = t;
+                        ctx->expert_slots[m++] = j;
+                    }
+            if (m) expert_apply(ctx, &L->experts[e], m);
+        }
     }
     for (int32_t t = 0; t < n; t++) {
         float *moe = ctx->proj + t * H;
