@@ -786,9 +786,22 @@ static int decoded_rows_new(decoded_rows *d, int64_t cols, int64_t n_tok) {
     return 1;
 }
 
-/* Y for rows [r0, r1) and every token, one row block at a time (weight type by `type`). */
-static void matmul_blocked(const tensor *w, int type, int64_t r0, int64_t r1, const qact *x,
-                           float *y, int64_t ldy, decoded_rows *d) {
+/* Row r of W (q8_0 or mxfp4) · xf by the exact f32 route: mxfp4 rows with a scale byte outside
+ * 2..252, and tokens qact marked exact. */
+static float row_exact(const tensor *w, int64_t r, const float *xf) {
+    const int64_t n_blocks = w->cols / 32;
+    if (w->type == EDGEMOE_TYPE_MXFP4) {
+        const size_t row_bytes = (size_t)n_blocks * GROUP_BYTES;
+        const uint8_t *scales = w->data + (size_t)w->rows * row_bytes + (size_t)r * (size_t)n_blocks;
+        return row_mxfp4_exact(w->data + (size_t)r * row_bytes, scales, n_blocks, xf);
+    }
+    return row_q8_0_exact(w->data + (size_t)r * (size_t)n_blocks * sizeof(block_q8_0), n_blocks, xf);
+}
+
+/* Y for rows [r0, r1) and every token, one row block at a time. */
+static void matmul_blocked(const tensor *w, int64_t r0, int64_t r1, const qact *x, float *y,
+                           int64_t ldy, decoded_rows *d) {
+    const int type = w->type;
     const int64_t cols = w->cols, n_blocks = cols / 32, n_tok = x->n_tok;
     const size_t mx_row_bytes = (size_t)n_blocks * GROUP_BYTES;
     const size_t q8_row_bytes = (size_t)n_blocks * sizeof(block_q8_0);
@@ -824,66 +837,43 @@ static void matmul_blocked(const tensor *w, int type, int64_t r0, int64_t r1, co
             }
         }
         for (int64_t t = 0; t < n_tok; t++) {
-            const float *xf = x->x + t * cols;
             for (int64_t i = 0; i < nr; i++) {
-                const int64_t r = rb + i;
-                float *out = y + t * ldy + r;
+                float *out = y + t * ldy + rb + i;
                 if (d->fast[i] && !x->exact[t])
                     *out = hsum_ps(_mm256_loadu_ps(d->acc + (i * n_tok + t) * IBLK));
-                else if (type == EDGEMOE_TYPE_MXFP4)
-                    *out = row_mxfp4_exact(w->data + (size_t)r * mx_row_bytes,
-                                           mx_scales + (size_t)r * (size_t)n_blocks, n_blocks, xf);
                 else
-                    *out = row_q8_0_exact(w->data + (size_t)r * q8_row_bytes, n_blocks, xf);
+                    *out = row_exact(w, rb + i, x->x + t * cols);
             }
         }
     }
 }
 
-static void matmul_mxfp4_avx2(const tensor *w, int64_t r0, int64_t r1, const qact *x, float *y,
-                              int64_t ldy) {
+/* The matmul entry of both q8_0 and mxfp4 (kernels.h): the blocked route for several tokens,
+ * weights decoded in registers for one (or when the blocked route has no memory). */
+static void matmul_int_avx2(const tensor *w, int64_t r0, int64_t r1, const qact *x, float *y,
+                            int64_t ldy) {
     decoded_rows d;
     if (x->n_tok > 1 && decoded_rows_new(&d, w->cols, x->n_tok)) {
-        matmul_blocked(w, EDGEMOE_TYPE_MXFP4, r0, r1, x, y, ldy, &d);
+        matmul_blocked(w, r0, r1, x, y, ldy, &d);
         free(d.w16);
         return;
     }
-    /* one token (or no memory for the blocked route): weights decoded in registers */
-    const int64_t n_groups = w->cols / QK_MXFP4, cols = w->cols;
-    const size_t row_group_bytes = (size_t)n_groups * GROUP_BYTES;
-    const uint8_t *scales = w->data + (size_t)w->rows * row_group_bytes;
-    for (int64_t r = r0; r < r1; r++) {
-        const uint8_t *groups = w->data + (size_t)r * row_group_bytes;
-        const uint8_t *sc = scales + (size_t)r * (size_t)n_groups;
-        const int fast_row = scales_fast(sc, (size_t)n_groups);
-        for (int64_t t = 0; t < x->n_tok; t++) {
-            float *out = y + t * ldy + r;
-            if (!fast_row || x->exact[t])
-                *out = row_mxfp4_exact(groups, sc, n_groups, x->x + t * cols);
-            else
-                *out = row_mxfp4_i16(groups, sc, n_groups, x->q + t * cols, x->d + t * n_groups);
-        }
-    }
-}
-
-static void matmul_q8_0_avx2(const tensor *w, int64_t r0, int64_t r1, const qact *x, float *y,
-                             int64_t ldy) {
-    decoded_rows d;
-    if (x->n_tok > 1 && decoded_rows_new(&d, w->cols, x->n_tok)) {
-        matmul_blocked(w, EDGEMOE_TYPE_Q8_0, r0, r1, x, y, ldy, &d);
-        free(d.w16);
-        return;
-    }
-    const int64_t n_blocks = w->cols / QK8_0, cols = w->cols;
-    const size_t row_bytes = (size_t)n_blocks * sizeof(block_q8_0);
+    const int mxfp4 = w->type == EDGEMOE_TYPE_MXFP4;
+    const int64_t n_blocks = w->cols / 32, cols = w->cols;
+    const size_t row_bytes = (size_t)n_blocks * (mxfp4 ? GROUP_BYTES : sizeof(block_q8_0));
     for (int64_t r = r0; r < r1; r++) {
         const uint8_t *row = w->data + (size_t)r * row_bytes;
+        const uint8_t *sc = mxfp4 ? w->data + (size_t)w->rows * row_bytes + (size_t)r * (size_t)n_blocks
+                                  : NULL;   /* mxfp4's scale bytes follow all rows' groups */
+        const int fast_row = !mxfp4 || scales_fast(sc, (size_t)n_blocks);
         for (int64_t t = 0; t < x->n_tok; t++) {
+            const int16_t *q = x->q + t * cols;
+            const float *xd = x->d + t * n_blocks;
             float *out = y + t * ldy + r;
-            if (x->exact[t])
-                *out = row_q8_0_exact(row, n_blocks, x->x + t * cols);
+            if (!fast_row || x->exact[t])
+                *out = row_exact(w, r, x->x + t * cols);
             else
-                *out = row_q8_0_i16(row, n_blocks, x->q + t * cols, x->d + t * n_blocks);
+                *out = mxfp4 ? row_mxfp4_i16(row, sc, n_blocks, q, xd) : row_q8_0_i16(row, n_blocks, q, xd);
         }
     }
 }
@@ -979,8 +969,8 @@ const kernel_table KERNELS_AVX2 = {
         [EDGEMOE_TYPE_MXFP4] = matvec_f32_mxfp4_avx2,
     },
     .matmul = {
-        [EDGEMOE_TYPE_Q8_0] = matmul_q8_0_avx2,
-        [EDGEMOE_TYPE_MXFP4] = matmul_mxfp4_avx2,
+        [EDGEMOE_TYPE_Q8_0] = matmul_int_avx2,
+        [EDGEMOE_TYPE_MXFP4] = matmul_int_avx2,
     },
     .qact_order = {
         [EDGEMOE_TYPE_Q8_0] = QACT_ORDER_NATURAL,
