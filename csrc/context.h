@@ -15,7 +15,7 @@
 #define CONTEXT_MAX_N_CTX (1 << 20)   /* positions; keeps every cache index far inside int64 */
 #define CONTEXT_MAX_THREADS 1024
 
-#define CONTEXT_BATCH 128  /* tokens evaluated together (a prompt goes in chunks of this) */
+#define CONTEXT_BATCH 512  /* tokens evaluated together (a prompt goes in chunks of this) */
 
 /*
  * Shapes below: B = CONTEXT_BATCH, H = n_embd, I = n_ff, E = n_expert, K = n_expert_used,

@@ -557,8 +557,9 @@ static void matvec_f32_mxfp4_avx2(const tensor *w, int64_t r0, int64_t r1, const
  * is padded with zero sums and zero activation scales.
  *
  * One token (decoding) reads each weight block into registers and uses it once. Several tokens
- * (prefill) decode rows once into int16 in work memory and reuse them for every token, with the
- * same sums in the same order: a row's result does not depend on how many tokens share it.
+ * (prefill) decode rows once into int16 in work memory, in a layout that needs no reduction,
+ * and reuse them for every token: the same block sums and the same float operations, so a
+ * row's result does not depend on how many tokens share it.
  * Rows whose mxfp4 scale bytes are outside 2..252, and tokens qact marked exact, take the f32
  * routes above (matvec), which match the reference everywhere.
  */
@@ -632,12 +633,6 @@ INLINE __m256i q8_0_block_dot(const uint8_t *block, const int16_t *q) {
     __m256i lo, hi;
     q8_0_block_i16(block, &lo, &hi);
     return dot32_i16(lo, hi, q);
-}
-
-/* Σ w·q of 32 decoded int16 weights w with 32 activations q. */
-INLINE __m256i decoded_block_dot(const int16_t *w, const int16_t *q) {
-    return dot32_i16(_mm256_loadu_si256((const __m256i_u *)w),
-                     _mm256_loadu_si256((const __m256i_u *)(w + 16)), q);
 }
 
 /* [S_0 .. S_7] from four hadd pairs: lo = hadd(hadd(p0,p1), hadd(p2,p3)), hi likewise. */
@@ -716,18 +711,59 @@ static float row_q8_0_i16(const uint8_t *row, int64_t n_blocks, const int16_t *q
     return hsum_ps(acc);
 }
 
-/* One step of a decoded row's product: blocks b .. b+n−1 (n <= 8) of int16 weights w16 (in the
- * activations' order) with scales ws, against q / xd at the same blocks; returns acc updated
- * exactly as one iteration of row_mxfp4_i16 / row_q8_0_i16 updates theirs. */
-INLINE __m256 chunk_decoded(__m256 acc, const int16_t *w16, const float *ws, const int16_t *q,
-                            const float *xd, int64_t n) {
-    if (n == IBLK)
-        return scale_sums(acc, SUMS8(decoded_block_dot, w16, 32, q), _mm256_loadu_ps(ws),
-                          _mm256_loadu_ps(xd));
-    __m256i p[IBLK];
-    for (int64_t i = 0; i < IBLK; i++)
-        p[i] = i < n ? decoded_block_dot(w16 + i * 32, q + i * 32) : _mm256_setzero_si256();
-    return scale_sums(acc, reduce8_epi32(p), _mm256_loadu_ps(ws), load_xd(xd, n));
+/*
+ * Several tokens (prefill). Rows are decoded to int16 once per call and every token's
+ * activations are rearranged once per call, both into the "interleaved" layout: for each chunk
+ * of 8 blocks (256 values), 16 vectors of 8 int32 lanes, lane j of vector k holding int16 pair
+ * k of block j (blocks past the row's end zero). VPMADDWD of a weight vector with an
+ * activation vector then adds to lane j a piece of block j's sum only, so 16 multiply-adds
+ * leave the 8 block sums [S_b .. S_b+7] in lanes with no horizontal reduction — the same exact
+ * integers SUMS8 yields, followed by the same scale_sums, so every (row, token) gets exactly
+ * the one-token path's result. The work runs chunk by chunk (a ROW_BLOCK-row slice of weights
+ * and every token's slice sit in L1) in tiles of up to TILE rows × TILE tokens: each loaded
+ * vector feeds TILE products, 9 block-sum accumulators live in registers.
+ */
+#define ROW_BLOCK 24
+#define TILE 3
+#define TOKEN_GROUP 12
+#define CHUNK 256            /* int16 values in 8 blocks */
+
+/* The 8×8 int32 transpose: out[k] lane j = in[j] lane k. */
+INLINE void transpose8_epi32(const __m256i in[8], __m256i out[8]) {
+    __m256i t[8], u[8];
+    for (int i = 0; i < 4; i++) {
+        t[2 * i] = _mm256_unpacklo_epi32(in[2 * i], in[2 * i + 1]);
+        t[2 * i + 1] = _mm256_unpackhi_epi32(in[2 * i], in[2 * i + 1]);
+    }
+    for (int h = 0; h < 2; h++) {   /* rows 4h .. 4h+3 */
+        u[4 * h + 0] = _mm256_unpacklo_epi64(t[4 * h + 0], t[4 * h + 2]);
+        u[4 * h + 1] = _mm256_unpackhi_epi64(t[4 * h + 0], t[4 * h + 2]);
+        u[4 * h + 2] = _mm256_unpacklo_epi64(t[4 * h + 1], t[4 * h + 3]);
+        u[4 * h + 3] = _mm256_unpackhi_epi64(t[4 * h + 1], t[4 * h + 3]);
+    }
+    for (int k = 0; k < 4; k++) {
+        out[k] = _mm256_permute2x128_si256(u[k], u[4 + k], 0x20);
+        out[k + 4] = _mm256_permute2x128_si256(u[k], u[4 + k], 0x31);
+    }
+}
+
+/* Blocks [0, n) (n <= 8) of src (32 int16 each, in order) into one interleaved chunk at dst. */
+INLINE void interleave_chunk(const int16_t *src, int64_t n, int16_t *dst) {
+    __m256i lo[8], hi[8], out[8];
+    for (int64_t j = 0; j < 8; j++) {
+        lo[j] = j < n ? _mm256_loadu_si256((const __m256i_u *)(src + 32 * j)) : _mm256_setzero_si256();
+        hi[j] = j < n ? _mm256_loadu_si256((const __m256i_u *)(src + 32 * j + 16)) : _mm256_setzero_si256();
+    }
+    transpose8_epi32(lo, out);
+    for (int k = 0; k < 8; k++) _mm256_storeu_si256((__m256i_u *)(dst + 16 * k), out[k]);
+    transpose8_epi32(hi, out);
+    for (int k = 0; k < 8; k++) _mm256_storeu_si256((__m256i_u *)(dst + 128 + 16 * k), out[k]);
+}
+
+/* A whole row of n_blocks blocks (in order) into n_chunks interleaved chunks. */
+static void interleave_row(const int16_t *src, int64_t n_blocks, int16_t *dst) {
+    for (int64_t b = 0; b < n_blocks; b += IBLK)
+        interleave_chunk(src + b * 32, n_blocks - b < IBLK ? n_blocks - b : IBLK, dst + b * 32);
 }
 
 /* Decode an mxfp4 row (fast scale bytes) into w16[cols] and ws[n_groups rounded up to 8]. */
@@ -757,34 +793,84 @@ static void decode_row_q8_0(const uint8_t *row, int64_t n_blocks, int16_t *w16, 
     for (int64_t b = n_blocks; b % IBLK; b++) ws[b] = 0.0f;
 }
 
-/*
- * Several tokens: ROW_BLOCK rows are decoded into int16 once per call, then the products run
- * by column chunks of 8 blocks — for each chunk, every token against every row of the block —
- * so the weights (ROW_BLOCK × 512 bytes) and one token's activations (512 bytes) of a chunk sit
- * in L1; each (row, token) keeps its accumulator in acc between chunks and receives exactly the
- * operations the one-token path applies, in the same order.
- */
-#define ROW_BLOCK 16
-
-typedef struct decoded_rows {
-    int16_t *w16;        /* [ROW_BLOCK, cols] */
-    float *ws;           /* [ROW_BLOCK, ws_stride] block scales, padded to a multiple of 8 */
-    float *acc;          /* [ROW_BLOCK, n_tok, 8] */
-    int64_t ws_stride;
+/* Scratch of one blocked call; every array is indexed by chunk-padded columns (stride). */
+typedef struct blocked {
+    int16_t *w;          /* [ROW_BLOCK, stride] interleaved weights */
+    float *ws;           /* [ROW_BLOCK, n_sc] block scales, padded with finite values */
+    int16_t *q;          /* [n_tok, stride] interleaved activations */
+    float *xd;           /* [n_tok, n_sc] activation scales, padded with 0 */
+    float *acc;          /* [ROW_BLOCK, TOKEN_GROUP, 8] */
+    int16_t *row;        /* [stride] one row or token in order, before interleaving */
+    int64_t stride, n_sc;
     uint8_t fast[ROW_BLOCK];   /* row decoded (else: exact route) */
-} decoded_rows;
+} blocked;
 
-/* Allocate room for ROW_BLOCK decoded rows of cols and n_tok accumulators; 0 if out of memory. */
-static int decoded_rows_new(decoded_rows *d, int64_t cols, int64_t n_tok) {
-    d->ws_stride = cols / 32 + IBLK;
-    const size_t w_bytes = (size_t)ROW_BLOCK * (size_t)cols * sizeof(int16_t);   /* % 64 == 0 */
-    const size_t ws_bytes = (size_t)ROW_BLOCK * (size_t)d->ws_stride * sizeof(float);
-    d->w16 = malloc(w_bytes + ws_bytes + (size_t)ROW_BLOCK * (size_t)n_tok * IBLK * sizeof(float));
-    if (!d->w16) return 0;
-    d->ws = (float *)(void *)((uint8_t *)d->w16 + w_bytes);
-    d->acc = (float *)(void *)((uint8_t *)d->ws + ws_bytes);
+/* Allocate the scratch for cols and n_tok; 0 if out of memory. */
+static int blocked_new(blocked *s, int64_t cols, int64_t n_tok) {
+    s->n_sc = (cols / 32 + IBLK - 1) / IBLK * IBLK;
+    s->stride = s->n_sc * 32;
+    const size_t w = (size_t)ROW_BLOCK * (size_t)s->stride * sizeof(int16_t);
+    const size_t ws = (size_t)ROW_BLOCK * (size_t)s->n_sc * sizeof(float);
+    const size_t q = (size_t)n_tok * (size_t)s->stride * sizeof(int16_t);
+    const size_t xd = (size_t)n_tok * (size_t)s->n_sc * sizeof(float);
+    const size_t acc = (size_t)ROW_BLOCK * TOKEN_GROUP * IBLK * sizeof(float);
+    const size_t total = w + ws + q + xd + acc + (size_t)s->stride * sizeof(int16_t);
+    uint8_t *p = aligned_alloc(64, (total + 63) / 64 * 64);
+    if (!p) return 0;   /* every size is a multiple of 32 bytes: the arrays stay aligned */
+    s->w = (int16_t *)(void *)p;
+    s->ws = (float *)(void *)(p + w);
+    s->q = (int16_t *)(void *)(p + w + ws);
+    s->xd = (float *)(void *)(p + w + ws + q);
+    s->acc = (float *)(void *)(p + w + ws + q + xd);
+    s->row = (int16_t *)(void *)(p + w + ws + q + xd + acc);
     return 1;
 }
+
+/*
+ * One chunk of an R-row × T-token tile: w (row r at w + r·stride), q (token t at q + t·stride)
+ * interleaved chunks; ws / xd the chunk's 8 scales (row r at ws + r·n_sc, token t at
+ * xd + t·n_sc); acc (row r, token t at acc + (r·n_tok + t)·8) updated by scale_sums.
+ */
+#define DEFINE_TILE(R, T)                                                                       \
+    static void tile_##R##x##T(const int16_t *w, const int16_t *q, const float *ws,             \
+                               const float *xd, float *acc, int64_t stride, int64_t n_sc,       \
+                               int64_t n_tok) {                                                 \
+        __m256i s[R][T];                                                                         \
+        for (int r = 0; r < R; r++)                                                              \
+            for (int t = 0; t < T; t++) s[r][t] = _mm256_setzero_si256();                        \
+        _Pragma("GCC unroll 4") for (int k = 0; k < 16; k++) {                                   \
+            __m256i wv[R], qv[T];                                                                \
+            for (int r = 0; r < R; r++)                                                          \
+                wv[r] = _mm256_load_si256((const __m256i *)(w + r * stride + 16 * k));           \
+            for (int t = 0; t < T; t++)                                                          \
+                qv[t] = _mm256_load_si256((const __m256i *)(q + t * stride + 16 * k));           \
+            for (int r = 0; r < R; r++)                                                          \
+                for (int t = 0; t < T; t++)                                                      \
+                    s[r][t] = _mm256_add_epi32(s[r][t], _mm256_madd_epi16(wv[r], qv[t]));        \
+        }                                                                                        \
+        for (int r = 0; r < R; r++)                                                              \
+            for (int t = 0; t < T; t++) {                                                        \
+                float *a = acc + (r * n_tok + t) * IBLK;                                         \
+                _mm256_store_ps(a, scale_sums(_mm256_load_ps(a), s[r][t],                       \
+                                              _mm256_load_ps(ws + r * n_sc),                     \
+                                              _mm256_load_ps(xd + t * n_sc)));                   \
+            }                                                                                    \
+    }
+
+DEFINE_TILE(1, 1)
+DEFINE_TILE(1, 2)
+DEFINE_TILE(1, 3)
+DEFINE_TILE(2, 1)
+DEFINE_TILE(2, 2)
+DEFINE_TILE(2, 3)
+DEFINE_TILE(3, 1)
+DEFINE_TILE(3, 2)
+DEFINE_TILE(3, 3)
+
+typedef void (*tile_fn)(const int16_t *, const int16_t *, const float *, const float *, float *,
+                        int64_t, int64_t, int64_t);
+static const tile_fn TILES[TILE][TILE] = {
+    {tile_1x1, tile_1x2, tile_1x3}, {tile_2x1, tile_2x2, tile_2x3}, {tile_3x1, tile_3x2, tile_3x3}};
 
 /* Row r of W (q8_0 or mxfp4) · xf by the exact f32 route: mxfp4 rows with a scale byte outside
  * 2..252, and tokens qact marked exact. */
@@ -798,51 +884,82 @@ static float row_exact(const tensor *w, int64_t r, const float *xf) {
     return row_q8_0_exact(w->data + (size_t)r * (size_t)n_blocks * sizeof(block_q8_0), n_blocks, xf);
 }
 
-/* Y for rows [r0, r1) and every token, one row block at a time. */
+/* Every token's activations interleaved (exact tokens: zeros; their results come from
+ * row_exact), scales padded with zeros to whole chunks. */
+static void blocked_tokens(blocked *s, const qact *x, int64_t cols) {
+    const int64_t n_blocks = cols / 32;
+    for (int64_t t = 0; t < x->n_tok; t++) {
+        int16_t *q = s->q + t * s->stride;
+        float *xd = s->xd + t * s->n_sc;
+        if (x->exact[t]) {
+            memset(q, 0, (size_t)s->stride * sizeof *q);
+            memset(xd, 0, (size_t)s->n_sc * sizeof *xd);
+            continue;
+        }
+        interleave_row(x->q + t * cols, n_blocks, q);
+        memcpy(xd, x->d + t * n_blocks, (size_t)n_blocks * sizeof *xd);
+        for (int64_t b = n_blocks; b < s->n_sc; b++) xd[b] = 0.0f;
+    }
+}
+
+/* Decode rows [rb, rb + nr) of W into the scratch, interleaved (rows for the exact route:
+ * zeros). */
+static void blocked_rows(blocked *s, const tensor *w, int64_t rb, int64_t nr) {
+    const int64_t n_blocks = w->cols / 32;
+    for (int64_t i = 0; i < nr; i++) {
+        int16_t *wi = s->w + i * s->stride;
+        float *ws = s->ws + i * s->n_sc;
+        if (w->type == EDGEMOE_TYPE_MXFP4) {
+            const size_t row_bytes = (size_t)n_blocks * GROUP_BYTES;
+            const uint8_t *sc = w->data + (size_t)w->rows * row_bytes + (size_t)(rb + i) * (size_t)n_blocks;
+            s->fast[i] = (uint8_t)scales_fast(sc, (size_t)n_blocks);
+            if (s->fast[i]) decode_row_mxfp4(w->data + (size_t)(rb + i) * row_bytes, sc, n_blocks, s->row, ws);
+        } else {
+            s->fast[i] = 1;
+            decode_row_q8_0(w->data + (size_t)(rb + i) * (size_t)n_blocks * sizeof(block_q8_0), n_blocks,
+                            s->row, ws);
+        }
+        if (s->fast[i]) {
+            interleave_row(s->row, n_blocks, wi);
+        } else {
+            memset(wi, 0, (size_t)s->stride * sizeof *wi);
+            for (int64_t b = 0; b < s->n_sc; b++) ws[b] = 0.0f;
+        }
+    }
+}
+
+/* Y for rows [r0, r1) and every token: one row block at a time, and within it TOKEN_GROUP
+ * tokens at a time, so that a chunk's weights, activations and accumulators stay in L1. */
 static void matmul_blocked(const tensor *w, int64_t r0, int64_t r1, const qact *x, float *y,
-                           int64_t ldy, decoded_rows *d) {
-    const int type = w->type;
-    const int64_t cols = w->cols, n_blocks = cols / 32, n_tok = x->n_tok;
-    const size_t mx_row_bytes = (size_t)n_blocks * GROUP_BYTES;
-    const size_t q8_row_bytes = (size_t)n_blocks * sizeof(block_q8_0);
-    const uint8_t *mx_scales = w->data + (size_t)w->rows * mx_row_bytes;
+                           int64_t ldy, blocked *s) {
+    blocked_tokens(s, x, w->cols);
     for (int64_t rb = r0; rb < r1; rb += ROW_BLOCK) {
         const int64_t nr = r1 - rb < ROW_BLOCK ? r1 - rb : ROW_BLOCK;
-        for (int64_t i = 0; i < nr; i++) {
-            int16_t *w16 = d->w16 + i * cols;
-            float *ws = d->ws + i * d->ws_stride;
-            if (type == EDGEMOE_TYPE_MXFP4) {
-                const uint8_t *sc = mx_scales + (size_t)(rb + i) * (size_t)n_blocks;
-                d->fast[i] = (uint8_t)scales_fast(sc, (size_t)n_blocks);
-                if (d->fast[i])
-                    decode_row_mxfp4(w->data + (size_t)(rb + i) * mx_row_bytes, sc, n_blocks, w16, ws);
-            } else {
-                d->fast[i] = 1;
-                decode_row_q8_0(w->data + (size_t)(rb + i) * q8_row_bytes, n_blocks, w16, ws);
-            }
-        }
-        for (int64_t k = 0; k < nr * n_tok; k++) _mm256_storeu_ps(d->acc + k * IBLK, _mm256_setzero_ps());
-        for (int64_t b = 0; b < n_blocks; b += IBLK) {
-            const int64_t n = n_blocks - b < IBLK ? n_blocks - b : IBLK;
-            for (int64_t t = 0; t < n_tok; t++) {
-                if (x->exact[t]) continue;
-                const int16_t *q = x->q + t * cols + b * 32;
-                const float *xd = x->d + t * n_blocks + b;
-                for (int64_t i = 0; i < nr; i++) {
-                    if (!d->fast[i]) continue;
-                    float *acc = d->acc + (i * n_tok + t) * IBLK;
-                    _mm256_storeu_ps(acc, chunk_decoded(_mm256_loadu_ps(acc), d->w16 + i * cols + b * 32,
-                                                        d->ws + i * d->ws_stride + b, q, xd, n));
+        blocked_rows(s, w, rb, nr);
+        for (int64_t tg = 0; tg < x->n_tok; tg += TOKEN_GROUP) {
+            const int64_t n_tok = x->n_tok - tg < TOKEN_GROUP ? x->n_tok - tg : TOKEN_GROUP;
+            const int16_t *q = s->q + tg * s->stride;
+            const float *xd = s->xd + tg * s->n_sc;
+            for (int64_t k = 0; k < nr * n_tok; k++) _mm256_store_ps(s->acc + k * IBLK, _mm256_setzero_ps());
+            for (int64_t c = 0; c < s->n_sc; c += IBLK) {
+                for (int64_t t = 0; t < n_tok; t += TILE) {
+                    const int64_t nt = n_tok - t < TILE ? n_tok - t : TILE;
+                    for (int64_t i = 0; i < nr; i += TILE) {
+                        const int64_t ni = nr - i < TILE ? nr - i : TILE;
+                        TILES[ni - 1][nt - 1](s->w + i * s->stride + c * 32, q + t * s->stride + c * 32,
+                                              s->ws + i * s->n_sc + c, xd + t * s->n_sc + c,
+                                              s->acc + (i * n_tok + t) * IBLK, s->stride, s->n_sc, n_tok);
+                    }
                 }
             }
-        }
-        for (int64_t t = 0; t < n_tok; t++) {
-            for (int64_t i = 0; i < nr; i++) {
-                float *out = y + t * ldy + rb + i;
-                if (d->fast[i] && !x->exact[t])
-                    *out = hsum_ps(_mm256_loadu_ps(d->acc + (i * n_tok + t) * IBLK));
-                else
-                    *out = row_exact(w, rb + i, x->x + t * cols);
+            for (int64_t t = 0; t < n_tok; t++) {
+                for (int64_t i = 0; i < nr; i++) {
+                    float *out = y + (tg + t) * ldy + rb + i;
+                    if (s->fast[i] && !x->exact[tg + t])
+                        *out = hsum_ps(_mm256_load_ps(s->acc + (i * n_tok + t) * IBLK));
+                    else
+                        *out = row_exact(w, rb + i, x->x + (tg + t) * w->cols);
+                }
             }
         }
     }
@@ -852,10 +969,10 @@ static void matmul_blocked(const tensor *w, int64_t r0, int64_t r1, const qact *
  * weights decoded in registers for one (or when the blocked route has no memory). */
 static void matmul_int_avx2(const tensor *w, int64_t r0, int64_t r1, const qact *x, float *y,
                             int64_t ldy) {
-    decoded_rows d;
-    if (x->n_tok > 1 && decoded_rows_new(&d, w->cols, x->n_tok)) {
-        matmul_blocked(w, r0, r1, x, y, ldy, &d);
-        free(d.w16);
+    blocked s;
+    if (x->n_tok > 1 && blocked_new(&s, w->cols, x->n_tok)) {
+        matmul_blocked(w, r0, r1, x, y, ldy, &s);
+        free(s.w);
         return;
     }
     const int mxfp4 = w->type == EDGEMOE_TYPE_MXFP4;

@@ -45,14 +45,14 @@ def test_chunking_gives_the_same_logits(tiny) -> None:
 
 
 def test_threads_and_batch_boundaries_do_not_change_logits(tiny_model_path: Path) -> None:
-    """Rows split between threads and prompts cut into 128-token batches: same numbers."""
-    ids = [int(t) for t in np.random.default_rng(1).integers(0, 512, 300)]
+    """Rows split between threads and prompts cut into 512-token batches: same numbers."""
+    ids = [int(t) for t in np.random.default_rng(1).integers(0, 512, 600)]
     logits = {}
     for threads in (1, 3):
-        with edgemoe.load(tiny_model_path, n_ctx=512, threads=threads) as m:
+        with edgemoe.load(tiny_model_path, n_ctx=640, threads=threads) as m:
             logits[threads] = m.logits(ids)
             s = m.session()
-            pieces = [s.eval(ids[:1]), s.eval(ids[1:130]), s.eval(ids[130:131]), s.eval(ids[131:])]
+            pieces = [s.eval(ids[:1]), s.eval(ids[1:514]), s.eval(ids[514:515]), s.eval(ids[515:])]
             np.testing.assert_array_equal(np.concatenate(pieces), logits[threads])
     np.testing.assert_array_equal(logits[1], logits[3])
 

@@ -237,16 +237,22 @@ def matmul(kernels: str, type_: str, data: np.ndarray, rows: int, cols: int,
 @pytest.mark.parametrize("kernels", ALL_SETS)
 @pytest.mark.parametrize("type_", ["f32", "f16", "bf16", "q8_0", "mxfp4"])
 @pytest.mark.parametrize("cols", [32, 96, 288, 2880])
-def test_matmul_equals_matvec_per_token(kernels: str, type_: str, cols: int) -> None:
+@pytest.mark.parametrize(("rows", "n_tok"), [(13, 6), (53, 29)])
+def test_matmul_equals_matvec_per_token(kernels: str, type_: str, cols: int, rows: int,
+                                        n_tok: int) -> None:
     """The batched path (prompts) gives bit for bit the one-token path's numbers, including a
-    token whose activations take the exact route (a huge value) among ordinary ones."""
+    token whose activations take the exact route (a huge value) among ordinary ones and an
+    mxfp4 row with a scale byte outside 2..252; (53, 29) crosses the avx2 blocking (24-row
+    blocks, 12-token groups, 3×3 tiles) with remainders everywhere."""
     need_set(kernels)
-    g = np.random.default_rng(cols)
-    rows, n_tok = 13, 6
+    g = np.random.default_rng(cols + rows)
     w = (g.standard_normal((rows, cols)) * cols**-0.5).astype(np.float32)
     x = g.standard_normal((n_tok, cols)).astype(np.float32)
     x[3, 5] = 2.0**110
     data = encode_tensor(type_, w)
+    if type_ == "mxfp4":   # row 7's first scale byte: 2^-126, the exact route's case
+        n_groups = cols // 32
+        data[rows * n_groups * 16 + 7 * n_groups] = 1
     batched = matmul(kernels, type_, data, rows, cols, x)
     one_by_one = np.stack([matvec(kernels, type_, data, rows, cols, x[t]) for t in range(n_tok)])
     np.testing.assert_array_equal(batched, one_by_one)

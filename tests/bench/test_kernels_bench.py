@@ -4,7 +4,7 @@ Not part of the default test run. Run with:
 
     python -m pytest tests/bench/test_kernels_bench.py -s --benchmark-columns=min,median,rounds
 
-Each case reports GB/s of weight bytes streamed (``extra_info["GB/s"]``, from the fastest
+Each matvec case reports GB/s of weight bytes streamed (``extra_info["GB/s"]``, from the fastest
 round), printed as a table at the end with ``-s``:
 - ``hot``: one matrix, called again and again, so it stays in the L3 cache (32 MiB on the
   machine these were first measured on): the kernel's arithmetic speed;
@@ -76,3 +76,31 @@ def test_matvec_bandwidth(benchmark: Any, kernels: str, type_: str, rows: int, c
     gbs = data.size / benchmark.stats.stats.min / 1e9
     benchmark.extra_info["GB/s"] = round(gbs, 2)
     RESULTS.append((kernels, f"{type_} {rows}x{cols}", residency, gbs))
+
+
+#: (type, rows, cols, tokens): the batched product prompts use, experts seeing 16 or 64 tokens.
+MATMUL_CASES = [("mxfp4", 5760, 2880, 16), ("mxfp4", 5760, 2880, 64), ("q8_0", 2880, 2880, 64)]
+
+
+@pytest.mark.parametrize(("type_", "rows", "cols", "n_tok"), MATMUL_CASES)
+@pytest.mark.parametrize("kernels", ["avx2", "neon"])
+def test_matmul_throughput(benchmark: Any, kernels: str, type_: str, rows: int, cols: int,
+                           n_tok: int) -> None:
+    """GFLOP/s (2 per multiply-add) of the batched integer product, one thread, weights hot."""
+    if not lib.edgemoe_kernels_available(kernels.encode()):
+        pytest.skip(f"kernel set {kernels!r} does not run on this CPU / build")
+    g = np.random.default_rng(0)
+    data = encode_tensor(type_, (g.standard_normal((rows, cols)) * cols**-0.5).astype(np.float32))
+    x = g.standard_normal((n_tok, cols)).astype(np.float32)
+    y = np.zeros((n_tok, rows), dtype=np.float32)
+    wp = ffi.from_buffer("uint8_t[]", data)
+    xp, yp = ffi.from_buffer("float[]", x), ffi.from_buffer("float[]", y)
+
+    def run() -> None:
+        assert lib.edgemoe_kernel_matmul(kernels.encode(), TYPE_IDS[type_], wp, rows, cols, xp,
+                                         n_tok, yp) == lib.EDGEMOE_OK
+
+    benchmark.pedantic(run, rounds=10, iterations=1, warmup_rounds=1)
+    gflops = 2 * rows * cols * n_tok / benchmark.stats.stats.min / 1e9
+    benchmark.extra_info["GFLOP/s"] = round(gflops, 1)
+    print(f"\n{kernels} {type_} {rows}x{cols} x {n_tok} tokens: {gflops:.1f} GFLOP/s")
