@@ -58,3 +58,147 @@ def test_cli_errors(tmp_path: Path) -> None:
     assert not (tmp_path / "x.bin").exists()
     with pytest.raises(SystemExit):
         main(["-o", str(tmp_path / "x.bin")])  # neither a checkpoint nor --synthetic
+
+
+# ================================================================================ routing skew
+
+
+def router_counts(layers: list[tuple[np.ndarray, np.ndarray, np.ndarray]], k: int,
+                  tokens: int = 4096) -> np.ndarray:
+    """[layer, expert] top-k picks of ``tokens`` random normalized hidden states through
+    each layer's (post-attention norm weight, router weight, router bias)."""
+    rng = np.random.default_rng(123)
+    out = []
+    for g, w, b in layers:
+        h = rng.standard_normal((tokens, w.shape[1])).astype(np.float32)
+        logits = h / np.sqrt((h * h).mean(1, keepdims=True)) * g @ w.T + b
+        top = np.argpartition(-logits, k - 1, axis=1)[:, :k]
+        out.append(np.bincount(top.ravel(), minlength=w.shape[0]))
+    return np.array(out)
+
+
+def top_quarter_share(counts: np.ndarray) -> np.ndarray:
+    """Per layer, the share of the picks taken by the most popular 25% of the experts."""
+    c = -np.sort(-counts, axis=1)
+    return c[:, : counts.shape[1] // 4].sum(1) / c.sum(1)
+
+
+def bin_routers(path: Path) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    with read_model(path) as mf:
+        return [tuple(np.array(mf.tensor(f"model.layers.{n}.{t}")) for t in (
+            "post_attention_layernorm.weight", "mlp.router.weight", "mlp.router.bias"))
+            for n in range(mf.hparams["num_hidden_layers"])]
+
+
+@pytest.fixture(scope="module")
+def skewed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from edgemoe_quantize.synthetic import write_synthetic
+
+    path = tmp_path_factory.mktemp("skew") / "tiny-skew1.bin"
+    write_synthetic("gpt-oss-tiny", path, seed=5, routing_skew=1.0, progress=False)
+    return path
+
+
+def test_routing_skew_zero_is_the_default(synth: Path, tmp_path: Path) -> None:
+    from edgemoe_quantize import main
+    from edgemoe_quantize.synthetic import write_synthetic
+
+    write_synthetic("gpt-oss-tiny", tmp_path / "a.bin", seed=5, routing_skew=0, progress=False)
+    assert (tmp_path / "a.bin").read_bytes() == synth.read_bytes()
+    assert main(["--synthetic", "gpt-oss-tiny", "--seed", "5", "--routing-skew", "0.0", "-q",
+                 "-o", str(tmp_path / "b.bin")]) == 0
+    assert (tmp_path / "b.bin").read_bytes() == synth.read_bytes()
+
+
+def test_routing_skew_deterministic(synth: Path, skewed: Path, tmp_path: Path) -> None:
+    """Same seed, same file; only the router biases (and the recorded skew) change."""
+    from edgemoe_quantize import main
+
+    assert main(["--synthetic", "gpt-oss-tiny", "--seed", "5", "--routing-skew", "1", "-q",
+                 "-o", str(tmp_path / "a.bin")]) == 0
+    assert (tmp_path / "a.bin").read_bytes() == skewed.read_bytes()
+    with read_model(synth) as plain, read_model(skewed) as skew:
+        assert skew.header["source"] == {**plain.header["source"], "routing_skew": 1.0}
+        changed = {n for n, t in skew.tensors.items() if t.crc32 != plain.tensors[n].crc32}
+        assert changed == {f"model.layers.{n}.mlp.router.bias" for n in range(4)}
+    assert main(["--synthetic", "gpt-oss-tiny", "--seed", "6", "--routing-skew", "1", "-q",
+                 "-o", str(tmp_path / "b.bin")]) == 0
+    assert (tmp_path / "b.bin").read_bytes() != skewed.read_bytes()
+
+
+def test_routing_skew_offsets(synth: Path, skewed: Path) -> None:
+    """The bias grows by the offsets: one per expert rank, a different ranking per layer."""
+    from edgemoe_quantize.synthetic import PRESETS, routing_skew_offsets
+
+    offsets = routing_skew_offsets(PRESETS["gpt-oss-tiny"], 5, 1.0)
+    plain, skew = bin_routers(synth), bin_routers(skewed)
+    for n, off in enumerate(offsets):
+        np.testing.assert_allclose(skew[n][2] - plain[n][2], off, atol=1e-6)
+        assert np.allclose(np.sort(off), np.sort(offsets[0]))  # the same values ...
+    assert len({int(np.argmax(off)) for off in offsets}) > 1  # ... on different experts
+    assert not routing_skew_offsets(PRESETS["gpt-oss-tiny"], 5, 0.0)[0].any()
+
+
+def test_routing_skew_one_skews_without_starving(synth: Path, skewed: Path) -> None:
+    """tiny (E=8, k=4), 4096 tokens: the top 2 experts of a layer take 0.27-0.28 of the picks
+    without skew, 0.45-0.47 with skew 1 (at most 0.5 possible); every expert is still
+    picked hundreds of times (measured: at least 664)."""
+    plain = top_quarter_share(router_counts(bin_routers(synth), 4))
+    assert (plain < 0.33).all(), plain
+    counts = router_counts(bin_routers(skewed), 4)
+    share = top_quarter_share(counts)
+    assert (share > 0.42).all(), share
+    assert counts.min() > 200, counts
+    # each layer's most picked expert is the one given the largest offset
+    from edgemoe_quantize.synthetic import PRESETS, routing_skew_offsets
+
+    offsets = routing_skew_offsets(PRESETS["gpt-oss-tiny"], 5, 1.0)
+    assert [int(c.argmax()) for c in counts] == [int(o.argmax()) for o in offsets]
+
+
+@pytest.mark.parametrize(("experts", "low", "high"), [(32, 0.60, 0.73), (128, 0.68, 0.80)])
+def test_routing_skew_law_for_many_experts(experts: int, low: float, high: float) -> None:
+    """The rank offsets on unit normal logits (the 20b / 120b expert counts, no file):
+    skew 1 sends 0.67 / 0.75 of the picks to the top 25% and starves no expert."""
+    from edgemoe_quantize.synthetic import skew_rank_offsets, skew_top_k_probabilities
+
+    z = np.random.default_rng(0).standard_normal((20000, experts))
+    logits = z + skew_rank_offsets(experts, 4, 1.0)
+    top = np.argpartition(-logits, 3, axis=1)[:, :4]
+    counts = np.bincount(top.ravel(), minlength=experts)
+    assert low < top_quarter_share(counts[None])[0] < high
+    assert counts.min() > 40  # target 0.0058 per token for E=128: 115 in 20000
+    p = counts / len(z)
+    target = skew_top_k_probabilities(experts, 4, 1.0)
+    assert abs(target.sum() - 4) < 1e-9 and np.all(np.diff(target) <= 0)
+    np.testing.assert_allclose(p[:4], target[:4], rtol=0.1)
+
+
+@pytest.mark.parametrize("value", ["-1", "-0.5", "abc", "nan", "inf", ""])
+def test_routing_skew_rejected(value: str, tmp_path: Path,
+                               capsys: pytest.CaptureFixture[str]) -> None:
+    from edgemoe_quantize import main
+
+    with pytest.raises(SystemExit):
+        main(["--synthetic", "gpt-oss-tiny", f"--routing-skew={value}", "-q",
+              "-o", str(tmp_path / "x.bin")])
+    assert "argument --routing-skew" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_routing_skew_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from edgemoe_quantize import main
+    from edgemoe_quantize.synthetic import write_synthetic
+
+    with pytest.raises(SystemExit):
+        main([str(tmp_path), "--routing-skew", "1", "-o", str(tmp_path / "x.bin")])
+    assert "argument --routing-skew: only applies with --synthetic" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--synthetic", "gpt-oss-tiny", "--routing-skew", "-2", "-o",
+              str(tmp_path / "x.bin")])  # a negative number, not an option
+    assert "argument --routing-skew: must be a finite number >= 0" in capsys.readouterr().err
+    for bad in (-1, float("nan"), "1", None, True):
+        with pytest.raises(ValueError, match="--routing-skew must be a finite number >= 0"):
+            write_synthetic("gpt-oss-tiny", tmp_path / "x.bin", routing_skew=bad,
+                            progress=False)
+    assert list(tmp_path.iterdir()) == []

@@ -20,7 +20,9 @@ import numpy as np
 import pytest
 
 import edgemoe
+from edgemoe.errors import ConversionError
 from edgemoe.format import read_model
+from edgemoe.quant import bf16_to_f32, to_bf16
 
 pytest_plugins = ["tokenizer_fixtures"]
 
@@ -44,10 +46,11 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_ma
                    "chat_template.jinja")
 
 
-def write(out: Path, seed: int = SEED, preset: str = PRESET) -> Path:
+def write(out: Path, seed: int = SEED, preset: str = PRESET, **kwargs: Any) -> Path:
     from edgemoe_quantize.synthetic_hf import write_synthetic_hf
 
-    write_synthetic_hf(preset, out, seed=seed, max_shard_bytes=SHARD_BYTES, progress=False)
+    write_synthetic_hf(preset, out, seed=seed, max_shard_bytes=SHARD_BYTES, progress=False,
+                       **kwargs)
     return out
 
 
@@ -364,3 +367,83 @@ def test_direct_writer_falls_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     with direct_writer.DirectWriter(tmp_path / "f") as w:
         w.write(b"abc" * 5000)
     assert (tmp_path / "f").read_bytes() == b"abc" * 5000
+
+
+# ================================================================================ routing skew
+
+
+@pytest.fixture(scope="module")
+def hf_skewed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write(tmp_path_factory.mktemp("synth_hf_skew") / "tiny-hf", routing_skew=1.0)
+
+
+def hf_routers(directory: Path) -> list[tuple[np.ndarray, ...]]:
+    """Per layer (post-attention norm weight, router weight, router bias), as f32."""
+    from edgemoe_quantize.safetensors_io import Checkpoint
+
+    with Checkpoint(directory) as ck:
+        return [tuple(ck.read_f32(ck.entries[f"model.layers.{n}.{t}"]).reshape(
+            ck.entries[f"model.layers.{n}.{t}"].shape) for t in (
+            "post_attention_layernorm.weight", "mlp.router.weight", "mlp.router.bias"))
+            for n in range(4)]
+
+
+def test_routing_skew_zero_same_bytes(hf_dir: Path, tmp_path: Path) -> None:
+    assert file_hashes(write(tmp_path / "a", routing_skew=0.0)) == file_hashes(hf_dir)
+
+
+def test_routing_skew_recorded_and_deterministic(hf_dir: Path, hf_skewed: Path,
+                                                 tmp_path: Path) -> None:
+    cfg = json.loads((hf_skewed / "config.json").read_text())
+    assert cfg["edgemoe_synthetic"] == {"preset": PRESET, "seed": SEED, "routing_skew": 1.0,
+                                        "weights": "random (not a trained model)"}
+    assert file_hashes(write(tmp_path / "a", routing_skew=1.0)) == file_hashes(hf_skewed)
+    a, plain = file_hashes(hf_skewed), file_hashes(hf_dir)
+    # config.json and the shard of the layers (router biases) change, nothing else
+    assert {n for n in a if a[n] != plain[n]} == {"config.json",
+                                                  "model-00002-of-00003.safetensors"}
+
+
+def test_routing_skew_bin_and_hf_agree(hf_dir: Path, hf_skewed: Path, tmp_path: Path) -> None:
+    """The same seed gives both formats the same router-bias offsets (each added to its own
+    random bias, which differ between the formats as without skew), hence the same
+    popular experts, and about the same skew; converting the checkpoint keeps its bias."""
+    from edgemoe_quantize import convert
+    from edgemoe_quantize.synthetic import PRESETS, routing_skew_offsets, write_synthetic
+    from test_synthetic import bin_routers, router_counts, top_quarter_share
+
+    offsets = routing_skew_offsets(PRESETS[PRESET], SEED, 1.0)
+    hf_plain, hf_skew = hf_routers(hf_dir), hf_routers(hf_skewed)
+    for n, off in enumerate(offsets):
+        assert (hf_skew[n][2] == bf16_to_f32(to_bf16(hf_plain[n][2] + off))).all()
+        assert (hf_skew[n][1] == hf_plain[n][1]).all()
+    write_synthetic(PRESET, tmp_path / "plain.bin", seed=SEED, progress=False)
+    write_synthetic(PRESET, tmp_path / "skew.bin", seed=SEED, routing_skew=1.0, progress=False)
+    bin_plain, bin_skew = bin_routers(tmp_path / "plain.bin"), bin_routers(tmp_path / "skew.bin")
+    for n, off in enumerate(offsets):
+        np.testing.assert_allclose(bin_skew[n][2] - bin_plain[n][2], off, atol=1e-6)
+
+    hf_counts, bin_counts = router_counts(hf_skew, 4), router_counts(bin_skew, 4)
+    top = [int(o.argmax()) for o in offsets]
+    assert [int(c.argmax()) for c in hf_counts] == [int(c.argmax()) for c in bin_counts] == top
+    hf_share, bin_share = top_quarter_share(hf_counts), top_quarter_share(bin_counts)
+    assert (hf_share > 0.42).all() and (bin_share > 0.42).all()
+    assert np.abs(hf_share - bin_share).max() < 0.05
+    assert hf_counts.min() > 200
+
+    convert(hf_skewed, tmp_path / "conv.bin", dense="bf16", tokenizer=False, progress=False)
+    for n, layer in enumerate(bin_routers(tmp_path / "conv.bin")):
+        assert (layer[2] == hf_skew[n][2]).all()
+
+
+def test_routing_skew_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from edgemoe_quantize import main
+
+    for bad in (-0.5, float("inf"), "x"):
+        with pytest.raises(ConversionError, match="--routing-skew must be a finite number"):
+            write(tmp_path / "out", routing_skew=bad)
+    with pytest.raises(SystemExit):
+        main(["--synthetic", PRESET, "--synthetic-format", "hf", "--routing-skew", "-1",
+              "-o", str(tmp_path / "out")])
+    assert "argument --routing-skew" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []

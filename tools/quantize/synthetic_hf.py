@@ -35,11 +35,18 @@ from typing import Any
 import numpy as np
 
 from edgemoe.errors import ConversionError
-from edgemoe.quant import to_bf16
+from edgemoe.quant import bf16_to_f32, to_bf16
 
 from .direct_writer import DirectWriter
 from .progress import Progress
-from .synthetic import PRESETS, _o200k_spec, mxfp4_scale_byte, value_fill
+from .synthetic import (
+    PRESETS,
+    _o200k_spec,
+    check_routing_skew,
+    mxfp4_scale_byte,
+    router_bias_offsets,
+    value_fill,
+)
 from .tokenizer_files import harmony_tokenizer_files
 
 #: Largest shard, in bytes of tensor data (transformers' default ``max_shard_size="5GB"``).
@@ -139,10 +146,16 @@ def shard_plan(plan: list[HfTensor], max_bytes: int = MAX_SHARD_BYTES
 # ------------------------------------------------------------------------------ json files
 
 
-def hf_config(hp: dict[str, Any], preset: str, seed: int) -> dict[str, Any]:
-    """config.json as published for gpt-oss (legacy rope keys), with ``hp``'s values."""
+def hf_config(hp: dict[str, Any], preset: str, seed: int, routing_skew: float = 0.0
+              ) -> dict[str, Any]:
+    """config.json as published for gpt-oss (legacy rope keys), with ``hp``'s values; the
+    ``edgemoe_synthetic`` key records the preset, seed and any routing skew."""
     rope = hp["rope"]
     theta = rope["theta"]
+    synthetic: dict[str, Any] = {"preset": preset, "seed": seed,
+                                 "weights": "random (not a trained model)"}
+    if routing_skew:
+        synthetic["routing_skew"] = routing_skew
     return {
         "architectures": ["GptOssForCausalLM"],
         "attention_bias": True,
@@ -182,8 +195,7 @@ def hf_config(hp: dict[str, Any], preset: str, seed: int) -> dict[str, Any]:
         "torch_dtype": "bfloat16",
         "use_cache": True,
         "vocab_size": hp["vocab_size"],
-        "edgemoe_synthetic": {"preset": preset, "seed": seed,
-                              "weights": "random (not a trained model)"},
+        "edgemoe_synthetic": synthetic,
     }
 
 
@@ -228,6 +240,13 @@ def _normal_bf16(t: HfTensor, rng: np.random.Generator) -> Iterator[np.ndarray]:
         yield table[_random_u16(rng, min(CHUNK, total - off))]
 
 
+def _plus_offset_bf16(chunks: Iterator[np.ndarray], offset: np.ndarray
+                     ) -> Iterator[np.ndarray]:
+    """BF16 bits of ``chunks`` (one tensor) plus f32 ``offset``, rounded back to BF16."""
+    bits = np.concatenate(list(chunks))
+    yield to_bf16(bf16_to_f32(bits) + offset).astype("<u2")
+
+
 def _tensor_chunks(t: HfTensor, rng: np.random.Generator) -> Iterator[np.ndarray]:
     """The tensor's little-endian data, a few MB at a time."""
     if t.kind == "normal":
@@ -256,13 +275,18 @@ def safetensors_header(tensors: list[HfTensor]) -> bytes:
 
 
 def _write_shard(path: Path, tensors: list[HfTensor], index: dict[str, int], seed: int,
-                 bar: Progress) -> None:
+                 bar: Progress, offsets: dict[str, np.ndarray] | None = None) -> None:
+    """Write one shard; ``offsets`` (name -> f32 values) are added to those BF16 tensors."""
+    offsets = offsets or {}
     with DirectWriter(path) as f:
         f.write(safetensors_header(tensors))
         for t in tensors:
             rng = np.random.default_rng([seed, index[t.name]])
             start = f.size
-            for chunk in _tensor_chunks(t, rng):
+            chunks = _tensor_chunks(t, rng)
+            if t.name in offsets:  # a router bias (a few dozen values)
+                chunks = _plus_offset_bf16(chunks, offsets[t.name])
+            for chunk in chunks:
                 bar.advance(f.write(chunk), t.name)
             if f.size - start != t.nbytes:  # pragma: no cover - a bug in _tensor_chunks
                 raise AssertionError(f"{t.name}: wrote {f.size - start} bytes, "
@@ -316,20 +340,21 @@ def _publish(tmp: Path, out: Path) -> None:
 
 
 def _write_checkpoint(tmp: Path, preset: str, seed: int, max_shard_bytes: int,
-                      progress: bool) -> tuple[int, int]:
+                      progress: bool, routing_skew: float = 0.0) -> tuple[int, int]:
     """Write every file into ``tmp``; returns (bytes of tensor data, number of shards)."""
     hp = PRESETS[preset]
     plan = hf_plan(hp)
     index = {t.name: i for i, t in enumerate(plan)}
     shards = shard_plan(plan, max_shard_bytes)
-    _write_file(tmp / "config.json", _json_bytes(hf_config(hp, preset, seed)))
+    offsets = router_bias_offsets(hp, seed, routing_skew)
+    _write_file(tmp / "config.json", _json_bytes(hf_config(hp, preset, seed, routing_skew)))
     _write_file(tmp / "generation_config.json", _json_bytes(generation_config()))
     for name, data in _tokenizer_files().items():
         _write_file(tmp / name, data)
     total = sum(t.nbytes for t in plan)
     bar = Progress(total, enabled=progress)
     for fname, tensors in shards.items():
-        _write_shard(tmp / fname, tensors, index, seed, bar)
+        _write_shard(tmp / fname, tensors, index, seed, bar, offsets)
     bar.finish()
     weight_map = {t.name: fname for fname, ts in shards.items() for t in ts}
     doc = {"metadata": {"total_size": total}, "weight_map": dict(sorted(weight_map.items()))}
@@ -339,26 +364,33 @@ def _write_checkpoint(tmp: Path, preset: str, seed: int, max_shard_bytes: int,
 
 def write_synthetic_hf(
     preset: str, out_dir: str | os.PathLike[str], *, seed: int = 0,
-    max_shard_bytes: int = MAX_SHARD_BYTES, progress: bool = True,
+    routing_skew: float = 0.0, max_shard_bytes: int = MAX_SHARD_BYTES, progress: bool = True,
 ) -> int:
     """Write the synthetic model ``preset`` as a Hugging Face checkpoint directory.
 
     ``out_dir`` must not exist or be empty; it appears only once complete. Returns the
-    bytes of tensor data written.
+    bytes of tensor data written. ``routing_skew`` adds the same router-bias offsets as
+    ``synthetic.write_synthetic`` (``synthetic.routing_skew_offsets``).
 
     Raises:
-        ConversionError: unknown preset, ``out_dir`` not empty or not creatable.
+        ConversionError: unknown preset, negative or non-finite routing_skew, ``out_dir``
+            not empty or not creatable.
     """
     if preset not in PRESETS:
         raise ConversionError(f"unknown synthetic preset {preset!r} "
                               f"(known: {', '.join(PRESETS)})")
     if max_shard_bytes <= 0:
         raise ConversionError(f"max_shard_bytes must be positive, got {max_shard_bytes}")
+    try:
+        routing_skew = check_routing_skew(routing_skew)
+    except ValueError as e:
+        raise ConversionError(str(e)) from None
     out = Path(out_dir)
     start = time.monotonic()
     tmp = _staging_dir(out)
     try:
-        total, n_shards = _write_checkpoint(tmp, preset, seed, max_shard_bytes, progress)
+        total, n_shards = _write_checkpoint(tmp, preset, seed, max_shard_bytes, progress,
+                                            routing_skew)
         _publish(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
