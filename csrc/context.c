@@ -53,6 +53,8 @@ static int context_alloc(edgemoe_context *ctx) {
     ctx->expert_out = array_new(B * K * H, sizeof(float));
     ctx->expert_tokens = array_new(B, sizeof(int));
     ctx->expert_slots = array_new(B, sizeof(int));
+    ctx->expert_list = array_new(E, sizeof(int));
+    ctx->expert_seen = array_new(E, 1);
     ctx->expert_in = array_new(B * H, sizeof(float));
     ctx->gate_up = array_new(B * 2 * I, sizeof(float));
     ctx->act = array_new(B * I, sizeof(float));
@@ -71,7 +73,7 @@ static int context_alloc(edgemoe_context *ctx) {
     ctx->t_qa_d = array_new(T * (D / 32 + 1), sizeof(float));
     return ctx->k_cache && ctx->v_cache && ctx->inv_freq && ctx->rope_cos && ctx->rope_sin && ctx->x
            && ctx->xn && ctx->q && ctx->att && ctx->proj && ctx->router && ctx->chosen
-           && ctx->gate_weight && ctx->expert_out && ctx->expert_tokens && ctx->expert_slots
+           && ctx->gate_weight && ctx->expert_out && ctx->expert_tokens && ctx->expert_slots && ctx->expert_list && ctx->expert_seen
            && ctx->expert_in && ctx->gate_up && ctx->act && ctx->vec && ctx->sinks && ctx->qa_q && ctx->qa_d
            && ctx->qa_exact && ctx->work && ctx->scores && ctx->att_acc && ctx->t_gate_up
            && ctx->t_act && ctx->t_qa_q && ctx->t_qa_d;
@@ -119,7 +121,7 @@ void edgemoe_context_free(edgemoe_context *ctx) {
     void *buffers[] = {
         ctx->k_cache, ctx->v_cache, ctx->inv_freq, ctx->rope_cos, ctx->rope_sin, ctx->x, ctx->xn,
         ctx->q, ctx->att, ctx->proj, ctx->router, ctx->chosen, ctx->gate_weight, ctx->expert_out,
-        ctx->expert_tokens, ctx->expert_slots, ctx->expert_in, ctx->gate_up, ctx->act, ctx->vec,
+        ctx->expert_tokens, ctx->expert_slots, ctx->expert_list, ctx->expert_seen, ctx->expert_in, ctx->gate_up, ctx->act, ctx->vec,
         ctx->sinks, ctx->qa_q, ctx->qa_d, ctx->qa_exact, ctx->work, ctx->scores, ctx->att_acc,
         ctx->t_gate_up, ctx->t_act, ctx->t_qa_q, ctx->t_qa_d,
     };
@@ -176,10 +178,11 @@ int edgemoe_context_eval(edgemoe_context *ctx, const int32_t *tokens, int32_t n_
         const int32_t n = n_tokens - i < CONTEXT_BATCH ? n_tokens - i : CONTEXT_BATCH;
         const int last_chunk = i + n == n_tokens;
         if (logits_mode == 2)
-            forward_batch(ctx, tokens + i, n, ctx->n_past + i, logits + (size_t)i * n_vocab, 2);
+            rc = forward_batch(ctx, tokens + i, n, ctx->n_past + i, logits + (size_t)i * n_vocab, 2);
         else
-            forward_batch(ctx, tokens + i, n, ctx->n_past + i, logits,
-                          logits_mode == 1 && last_chunk ? 1 : 0);
+            rc = forward_batch(ctx, tokens + i, n, ctx->n_past + i, logits,
+                               logits_mode == 1 && last_chunk ? 1 : 0);
+        if (rc) return rc;   /* message in ctx->error; n_past unchanged */
     }
     ctx->n_past += n_tokens;
     return EDGEMOE_OK;

@@ -52,6 +52,8 @@ struct edgemoe_context {
     float *expert_out;   /* [B, K, H] output of the k-th chosen expert of each token */
     int *expert_tokens;  /* [B] tokens routed to the expert being applied */
     int *expert_slots;   /* [B] which of the token's K choices it is */
+    int *expert_list;    /* [E] the distinct experts a layer's batch chose, in run order */
+    uint8_t *expert_seen;/* [E] */
     float *expert_in;    /* [B, H] their normalized x, gathered */
     float *gate_up;      /* [B, 2I] expert's first projection, gate/up interleaved */
     float *act;          /* [B, I] SwiGLU activation */
@@ -81,9 +83,11 @@ struct edgemoe_context {
  * (< n_ctx), writing their keys and values into the cache. Positions < pos must already be in
  * the cache. logits_mode 2: the n rows of logits; 1: the last token's row; 0: none (logits may
  * be NULL). The arguments are trusted (checked by edgemoe_context_eval). The result does not
- * depend on n: a batch gives the same numbers as its tokens one at a time.
+ * depend on n: a batch gives the same numbers as its tokens one at a time. Returns EDGEMOE_OK,
+ * or EDGEMOE_ERR_IO with the message in ctx->error when the file cannot be read (under a
+ * memory budget; the KV cache beyond pos is then undefined).
  */
-void forward_batch(edgemoe_context *ctx, const int32_t *tokens, int32_t n, int32_t pos,
-                   float *logits, int32_t logits_mode);
+int forward_batch(edgemoe_context *ctx, const int32_t *tokens, int32_t n, int32_t pos,
+                  float *logits, int32_t logits_mode);
 
 #endif /* EDGEMOE_CONTEXT_H */

@@ -82,6 +82,50 @@ const char *edgemoe_model_kernels_name(const edgemoe_model *model);
  */
 int edgemoe_model_open(const char *path, edgemoe_model **out, char *err, size_t err_len);
 
+/* Replacement policies of the expert cache (edgemoe_model_params.policy). */
+typedef enum edgemoe_policy {
+    EDGEMOE_POLICY_LRU = 0,   /* evict the expert used longest ago */
+    EDGEMOE_POLICY_LFU = 1    /* evict the expert used least often (counts halve as they age) */
+} edgemoe_policy;
+
+/* How to open a model (edgemoe_model_open_params). Zero-initialized = edgemoe_model_open. */
+typedef struct edgemoe_model_params {
+    uint64_t memory_budget;   /* bytes of resident weights; 0: no budget, plain mmap */
+    int32_t policy;           /* EDGEMOE_POLICY_* (under a budget) */
+    int32_t io_threads;       /* background readers under a budget; <= 0: 2 */
+    int32_t no_predict;       /* 1: do not read ahead the experts a next layer will likely use */
+} edgemoe_model_params;
+
+/*
+ * edgemoe_model_open with a memory budget (docs/MEMORY.md): the non-expert weights are read
+ * into memory at open, experts into a cache of slots that fits the rest of the budget, every
+ * read by pread. EDGEMOE_ERR_ARG (message naming the smallest budget that works) when the
+ * budget cannot hold the non-expert weights plus one layer's active experts.
+ */
+int edgemoe_model_open_params(const char *path, const edgemoe_model_params *params,
+                              edgemoe_model **out, char *err, size_t err_len);
+
+/* What the expert cache did since the model was opened. Without a budget only expert_uses,
+ * and dense_resident_bytes = 0, are filled (the page cache decides the rest). */
+typedef struct edgemoe_model_stats {
+    uint64_t expert_uses;         /* (layer, expert) uses: per token, or per batch for prompts */
+    uint64_t hits;                /* uses found resident (or on their way, read by prediction) */
+    uint64_t misses;              /* uses that had to be read: hits + misses = expert_uses */
+    uint64_t bytes_read;          /* bytes read from the file by the cache (experts + dense) */
+    uint64_t evictions;           /* experts dropped to make room */
+    uint64_t predicted;           /* experts read ahead by next-layer prediction */
+    uint64_t predicted_used;      /* ... of which the next layer's router did choose */
+    uint64_t budget_bytes;        /* the budget, 0 if none */
+    uint64_t dense_resident_bytes;/* non-expert weights held in memory */
+    uint64_t slot_bytes;          /* one expert slot */
+    uint64_t n_slots;             /* experts the cache holds at once */
+    uint64_t resident_expert_bytes; /* slots currently holding an expert */
+    double io_wait_s;             /* time the forward pass waited for expert reads */
+} edgemoe_model_stats;
+
+/* Fill *out. Returns EDGEMOE_OK, or EDGEMOE_ERR_ARG on NULL. */
+int edgemoe_model_get_stats(edgemoe_model *model, edgemoe_model_stats *out);
+
 /* Release a model. All its contexts must have been freed first. NULL is a no-op. */
 void edgemoe_model_free(edgemoe_model *model);
 

@@ -18,9 +18,11 @@
  * context's pool threads (pool.h); the cheap vector steps run on the calling thread.
  */
 #include <math.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #include "context.h"
+#include "expert_cache.h"
 #include "kernels_ref.h"
 #include "residency.h"
 
@@ -241,28 +243,64 @@ static void linear_one(edgemoe_context *ctx, int i, const tensor *w, const tenso
 typedef struct experts_job {
     edgemoe_context *ctx;
     const layer_weights *layer;
+    int32_t l;
+    _Atomic int failed;   /* an expert could not be read: the first failure's message in ctx */
 } experts_job;
+
+/* Expert e of layer l: from the cache under a budget (NULL on a read error, message in ctx,
+ * first failure only), else the mapping. */
+static const expert_weights *expert_get(edgemoe_context *ctx, const layer_weights *L, int32_t l,
+                                        int e, _Atomic int *failed) {
+    expert_cache *c = ctx->model->cache;
+    if (!c) return &L->experts[e];
+    char msg[sizeof ctx->error];
+    const expert_weights *w = expert_cache_acquire(c, l, e, msg, sizeof msg);
+    if (!w && !atomic_exchange(failed, 1)) memcpy(ctx->error, msg, sizeof msg);
+    return w;
+}
+
+static void expert_put(edgemoe_context *ctx, int32_t l, int e) {
+    if (ctx->model->cache) expert_cache_release(ctx->model->cache, l, e);
+}
 
 /* One token: the chosen experts dealt out whole to the threads (slot j to thread j mod n), so
  * a token's MoE costs one pool job instead of two per expert. */
 static void experts_share(void *arg, int i, int n) {
-    const experts_job *job = arg;
+    experts_job *job = arg;
     edgemoe_context *ctx = job->ctx;
     const hparams *hp = &ctx->model->hp;
     const size_t H = (size_t)hp->n_embd, I = (size_t)hp->n_ff;
     float *gate_up = ctx->t_gate_up + (size_t)i * 2 * I, *act = ctx->t_act + (size_t)i * I;
     float *vec = ctx->work + (size_t)i * ctx->width;   /* biases; free while no matvec runs */
     for (int j = i; j < hp->n_expert_used; j += n) {
-        const expert_weights *e = &job->layer->experts[ctx->chosen[j]];
+        const expert_weights *e = expert_get(ctx, job->layer, job->l, ctx->chosen[j], &job->failed);
+        if (!e) continue;
         float *out = ctx->expert_out + (size_t)j * H;
         linear_one(ctx, i, &e->gate_up, &e->gate_up_bias, ctx->xn, gate_up, vec);
         swiglu_clamped(act, gate_up, hp->n_ff, hp->swiglu_alpha, hp->swiglu_limit);
         linear_one(ctx, i, &e->down, &e->down_bias, act, out, vec);
+        expert_put(ctx, job->l, ctx->chosen[j]);
     }
 }
 
-/* x += Σ_k w_k · expert_k(rmsnorm(x)): top-k of the router logits, softmax over those k. */
-static void forward_moe(edgemoe_context *ctx, int32_t layer, int32_t n) {
+/* Under a budget, one token: guess layer l+1's experts from the residual now (its router on
+ * its own norm of x) and have the cache read them while this layer computes. */
+static void predict_next(edgemoe_context *ctx, int32_t l) {
+    edgemoe_model *m = ctx->model;
+    if (!m->cache || !expert_cache_predicts(m->cache) || l + 1 >= m->hp.n_layer) return;
+    const layer_weights *next = &m->layers[l + 1];
+    const int K = m->hp.n_expert_used, E = m->hp.n_expert;
+    float *xn = ctx->expert_in, *logits = ctx->router + E;   /* unused by one token's MoE */
+    int *guess = ctx->expert_tokens;
+    norm(ctx, &next->mlp_norm, ctx->x, xn, 1);
+    linear_one(ctx, 0, &next->router, &next->router_bias, xn, logits, ctx->vec);
+    topk_indices(logits, E, K, guess);
+    expert_cache_predict(m->cache, l + 1, guess, K);
+}
+
+/* x += Σ_k w_k · expert_k(rmsnorm(x)): top-k of the router logits, softmax over those k.
+ * EDGEMOE_ERR_IO (message in ctx) when an expert cannot be read under a budget. */
+static int forward_moe(edgemoe_context *ctx, int32_t layer, int32_t n) {
     const hparams *hp = &ctx->model->hp;
     const layer_weights *L = &ctx->model->layers[layer];
     const int K = hp->n_expert_used, E = hp->n_expert;
@@ -276,13 +314,30 @@ static void forward_moe(edgemoe_context *ctx, int32_t layer, int32_t n) {
         for (int j = 0; j < K; j++) weight[j] = ctx->router[(size_t)t * (size_t)E + (size_t)chosen[j]];
         softmax(weight, K);
     }
-    for (int32_t t = 0; t < n; t++)   /* the chosen experts' spans, read ahead together */
-        for (int j = 0; j < K; j++) residency_expert(ctx->model, layer, ctx->chosen[t * K + j]);
+    /* the distinct experts chosen, in the order they will run */
+    int *used = ctx->expert_list, n_used = 0;
+    if (n == 1) {
+        for (int j = 0; j < K; j++) used[n_used++] = ctx->chosen[j];
+    } else {
+        memset(ctx->expert_seen, 0, (size_t)E);
+        for (int32_t t = 0; t < n * K; t++) ctx->expert_seen[ctx->chosen[t]] = 1;
+        for (int e = 0; e < E; e++)
+            if (ctx->expert_seen[e]) used[n_used++] = e;
+    }
+    edgemoe_model *mm = ctx->model;
+    if (mm->cache) {
+        expert_cache_route(mm->cache, layer, used, n_used);
+        if (n == 1) predict_next(ctx, layer);
+    } else {   /* the chosen experts' spans, read ahead together */
+        atomic_fetch_add_explicit(&mm->expert_uses, (unsigned long long)n_used, memory_order_relaxed);
+        for (int i = 0; i < n_used; i++) residency_expert(mm, layer, used[i]);
+    }
+    experts_job job = {.ctx = ctx, .layer = L, .l = layer};
     if (n == 1 && pool_size(ctx->pool) > 1) {   /* one token: experts dealt out whole */
-        experts_job job = {.ctx = ctx, .layer = L};
         pool_run(ctx->pool, experts_share, &job);
     } else {                                      /* a batch: expert by expert, rows split */
-        for (int e = 0; e < E; e++) {
+        for (int i = 0; i < n_used && !job.failed; i++) {
+            const int e = used[i];
             int32_t m = 0;
             for (int32_t t = 0; t < n; t++)
                 for (int j = 0; j < K; j++)
@@ -290,9 +345,14 @@ static void forward_moe(edgemoe_context *ctx, int32_t layer, int32_t n) {
                         ctx->expert_tokens[m] = t;
                         ctx->expert_slots[m++] = j;
                     }
-            if (m) expert_apply(ctx, &L->experts[e], m);
+            const expert_weights *w = expert_get(ctx, L, layer, e, &job.failed);
+            if (!w) break;
+            expert_apply(ctx, w, m);
+            expert_put(ctx, layer, e);
+            if (mm->cache) expert_cache_readahead(mm->cache, layer, used + i + 1, n_used - i - 1);
         }
     }
+    if (job.failed) return EDGEMOE_ERR_IO;
     for (int32_t t = 0; t < n; t++) {
         float *moe = ctx->proj + t * H;
         memset(moe, 0, H * sizeof *moe);
@@ -301,31 +361,52 @@ static void forward_moe(edgemoe_context *ctx, int32_t layer, int32_t n) {
                      (int64_t)H);
     }
     vec_add(ctx->x, ctx->proj, (int64_t)(n * H));
+    return EDGEMOE_OK;
 }
 
 /* ---------------------------------------------------------------------------------------
  * A batch
  */
 
-void forward_batch(edgemoe_context *ctx, const int32_t *tokens, int32_t n, int32_t pos,
-                   float *logits, int32_t logits_mode) {
+/* Token `id`'s embedding into x: from the mapping, or read by pread under a budget (rows of
+ * every type but mxfp4 are contiguous). */
+static int embed_token(edgemoe_context *ctx, int32_t id, float *x) {
+    const edgemoe_model *m = ctx->model;
+    if (!m->cache || m->embed.type == EDGEMOE_TYPE_MXFP4) {
+        dequantize_row(&m->embed, id, x);
+        return EDGEMOE_OK;
+    }
+    uint8_t *row = (uint8_t *)ctx->work;   /* >= H floats: more than a row of any type */
+    if (!expert_cache_embed_row(m->cache, &m->embed, id, row, ctx->error, sizeof ctx->error))
+        return EDGEMOE_ERR_IO;
+    const tensor one = {.data = row, .type = m->embed.type, .rows = 1, .cols = m->embed.cols};
+    dequantize_row(&one, 0, x);
+    return EDGEMOE_OK;
+}
+
+int forward_batch(edgemoe_context *ctx, const int32_t *tokens, int32_t n, int32_t pos,
+                  float *logits, int32_t logits_mode) {
     const edgemoe_model *m = ctx->model;
     const size_t H = (size_t)m->hp.n_embd;
+    int rc;
     for (int32_t t = 0; t < n; t++) {
-        dequantize_row(&m->embed, tokens[t], ctx->x + t * H);
+        if ((rc = embed_token(ctx, tokens[t], ctx->x + t * H))) return rc;
         rope_angles(ctx, t, pos + t);
     }
     edgemoe_model *mm = ctx->model;
-    residency_layer(mm, 0);
+    if (!mm->cache) residency_layer(mm, 0);
     for (int32_t l = 0; l < m->hp.n_layer; l++) {
-        residency_layer(mm, l + 1);   /* the next layer's dense weights load while this one runs */
-        if (l == m->hp.n_layer / 2 && logits_mode) residency_head(mm);
+        if (!mm->cache) {
+            residency_layer(mm, l + 1);   /* the next layer's dense weights load while this runs */
+            if (l == m->hp.n_layer / 2 && logits_mode) residency_head(mm);
+        }
         forward_attention(ctx, l, n, pos);
-        forward_moe(ctx, l, n);
+        if ((rc = forward_moe(ctx, l, n))) return rc;
     }
-    if (logits_mode == 0) return;
+    if (logits_mode == 0) return EDGEMOE_OK;
     /* mode 1: only the last token's row goes through the final norm and the head */
     const int32_t first = logits_mode == 1 ? n - 1 : 0;
     norm(ctx, &m->norm, ctx->x + first * H, ctx->xn, n - first);
     linear(ctx, &m->lm_head, NULL, ctx->xn, n - first, logits, m->hp.n_vocab);
+    return EDGEMOE_OK;
 }

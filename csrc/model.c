@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "crc32.h"
+#include "expert_cache.h"
 #include "residency.h"
 #include "loader.h"
 
@@ -218,8 +219,34 @@ int edgemoe_model_open(const char *path, edgemoe_model **out, char *err, size_t 
     return EDGEMOE_OK;
 }
 
+int edgemoe_model_open_params(const char *path, const edgemoe_model_params *params,
+                              edgemoe_model **out, char *err, size_t err_len) {
+    int rc = edgemoe_model_open(path, out, err, err_len);
+    if (rc != EDGEMOE_OK || !params || params->memory_budget == 0) return rc;
+    rc = expert_cache_new(*out, params->memory_budget, params->policy,
+                          params->io_threads > 0 ? params->io_threads : 2, !params->no_predict,
+                          err, err_len);
+    if (rc != EDGEMOE_OK) {
+        edgemoe_model_free(*out);
+        *out = NULL;
+    }
+    return rc;
+}
+
+int edgemoe_model_get_stats(edgemoe_model *model, edgemoe_model_stats *out) {
+    if (!model || !out) return EDGEMOE_ERR_ARG;
+    if (model->cache) {
+        expert_cache_stats(model->cache, out);
+    } else {
+        *out = (edgemoe_model_stats){0};
+        out->expert_uses = (uint64_t)model->expert_uses;
+    }
+    return EDGEMOE_OK;
+}
+
 void edgemoe_model_free(edgemoe_model *model) {
     if (!model) return;
+    expert_cache_free(model->cache);
     if (model->map) munmap((void *)model->map, model->map_size);
     free(model->layers);
     free(model->experts);

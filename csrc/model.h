@@ -86,6 +86,8 @@ struct edgemoe_model {
     /* residency.c: which parts of the mapping were already announced to the kernel, one flag
      * per (layer, expert), per layer's dense tensors, and for the output head */
     _Atomic unsigned char *advised;   /* [n_layer · n_expert + n_layer + 1] */
+    struct expert_cache *cache;  /* under a memory budget (expert_cache.h), else NULL */
+    _Atomic unsigned long long expert_uses;   /* without a budget: (layer, expert) uses */
     edgemoe_model_info info;
 };
 

@@ -58,6 +58,10 @@ def load(
     threads: int | None = None,
     n_ctx: int | None = None,
     verify: bool = False,
+    memory_budget: str | int | None = None,
+    policy: str = "lru",
+    prefetch: bool = True,
+    io_threads: int = 2,
 ) -> Model:
     """Open a model.bin for inference.
 
@@ -66,6 +70,14 @@ def load(
         threads: worker threads for the core (default: physical cores).
         n_ctx: context length in tokens per session (default: min(4096, the model's maximum)).
         verify: check every tensor's CRC-32 first (reads the whole file once).
+        memory_budget: bytes (or a size such as ``"6G"``) of weights to keep in memory. The
+            non-expert weights are read in at load; experts go through a cache of fixed size,
+            read with ``pread`` by background threads (docs/MEMORY.md). ``None``: plain mmap,
+            the page cache decides. Too small for the non-expert weights plus one layer's
+            active experts: ``InvalidArgumentError`` naming the smallest budget that works.
+        policy: the cache's replacement policy under a budget, ``"lru"`` or ``"lfu"``.
+        prefetch: under a budget, read ahead the experts the next layer will probably use.
+        io_threads: background readers under a budget.
 
     Returns:
         A :class:`~edgemoe.model.Model`; close it with ``close()`` or use it as a context manager.
@@ -76,7 +88,8 @@ def load(
     """
     from edgemoe.model import Model
 
-    return Model(path, threads=threads, n_ctx=n_ctx, verify=verify)
+    return Model(path, threads=threads, n_ctx=n_ctx, verify=verify, memory_budget=memory_budget,
+                 policy=policy, prefetch=prefetch, io_threads=io_threads)
 
 
 def __getattr__(name: str) -> Any:

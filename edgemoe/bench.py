@@ -38,6 +38,11 @@ class BenchResult:
     tg_weight_gb_s: float
     peak_rss_bytes: int
     load_s: float
+    first_token_s: float = 0.0   #: load + the first (untimed) prompt pass: a cold start's wait
+    memory_budget: int = 0       #: bytes, 0 = none (plain mmap)
+    policy: str = ""
+    prefetch: bool = True
+    cache: dict[str, float] | None = None  #: the timed passes' expert-cache counters
 
 
 def _mean_sd(xs: list[float]) -> tuple[float, float]:
@@ -83,15 +88,21 @@ def run_bench(
     threads: int | None = None,
     repetitions: int = 3,
     seed: int = 0,
+    memory_budget: str | int | None = None,
+    policy: str = "lru",
+    prefetch: bool = True,
 ) -> BenchResult:
-    """Measure one model; see the module docstring."""
+    """Measure one model; see the module docstring. Under ``memory_budget`` the result also
+    has the expert cache's counters over the timed passes (hit rate, bytes read per generated
+    token, prediction accuracy)."""
     import edgemoe
     from edgemoe._native import ffi, lib
 
     if n_prompt < 1 or n_gen < 0 or repetitions < 1:
         raise ValueError("need n_prompt >= 1, n_gen >= 0 and repetitions >= 1")
     t0 = time.perf_counter()
-    model = edgemoe.load(path, threads=threads, n_ctx=n_prompt + n_gen)
+    model = edgemoe.load(path, threads=threads, n_ctx=n_prompt + n_gen,
+                         memory_budget=memory_budget, policy=policy, prefetch=prefetch)
     session = model.session()
     load_s = time.perf_counter() - t0
     try:
@@ -104,6 +115,9 @@ def run_bench(
             t = time.perf_counter()
             logits = session.eval(prompt, logits="last")[-1]
             pp_s = time.perf_counter() - t
+            if rep == 0:
+                first_token_s = load_s + pp_s
+                before = model.stats()
             t = time.perf_counter()
             for _ in range(n_gen):
                 logits = session.eval([int(np.argmax(logits))], logits="last")[-1]
@@ -115,6 +129,25 @@ def run_bench(
         pp_m, pp_sd = _mean_sd(pp)
         tg_m, tg_sd = _mean_sd(tg) if tg else (0.0, 0.0)
         wbt = weight_bytes_per_token(model)
+        after = model.stats()
+        cache = None
+        if after.budget_bytes:
+            uses = after.expert_uses - before.expert_uses
+            hits = after.hits - before.hits
+            pred = after.predicted - before.predicted
+            cache = {
+                "n_slots": after.n_slots,
+                "dense_resident_bytes": after.dense_resident_bytes,
+                "expert_uses": uses,
+                "hit_rate": hits / uses if uses else 0.0,
+                "bytes_read": after.bytes_read - before.bytes_read,
+                "bytes_read_per_token": (after.bytes_read - before.bytes_read)
+                / max(1, repetitions * (n_prompt + n_gen)),
+                "io_wait_s": after.io_wait_s - before.io_wait_s,
+                "predicted": pred,
+                "prediction_accuracy": (after.predicted_used - before.predicted_used) / pred
+                if pred else 0.0,
+            }
         return BenchResult(
             model=str(path),
             model_bytes=Path(path).stat().st_size,
@@ -131,6 +164,11 @@ def run_bench(
             tg_weight_gb_s=wbt * tg_m / 1e9,
             peak_rss_bytes=peak_rss_bytes(),
             load_s=load_s,
+            first_token_s=first_token_s,
+            memory_budget=after.budget_bytes,
+            policy=policy if after.budget_bytes else "",
+            prefetch=prefetch,
+            cache=cache,
         )
     finally:
         model.close()
@@ -154,6 +192,17 @@ def format_result(r: BenchResult, as_json: bool = False) -> str:
     tail = (
         f"\nload {r.load_s:.2f} s, peak RSS {r.peak_rss_bytes / gib:.2f} GiB, "
         f"{r.weight_bytes_per_token / 1e6:.1f} MB of weights per generated token "
-        f"({r.tg_weight_gb_s:.2f} GB/s during tg), {r.repetitions} repetitions"
+        f"({r.tg_weight_gb_s:.2f} GB/s during tg), {r.repetitions} repetitions, "
+        f"first token after {r.first_token_s:.2f} s"
     )
+    if r.cache is not None:
+        c = r.cache
+        tail += (
+            f"\nmemory budget {r.memory_budget / gib:.2f} GiB ({r.policy}"
+            f"{', prefetch' if r.prefetch else ''}): {c['n_slots']:.0f} expert slots, "
+            f"hit rate {c['hit_rate']:.1%} over {c['expert_uses']:.0f} uses, "
+            f"{c['bytes_read_per_token'] / 1e6:.1f} MB read per token, "
+            f"waited {c['io_wait_s']:.2f} s for reads, "
+            f"prediction accuracy {c['prediction_accuracy']:.1%}"
+        )
     return "\n".join([head, *rows]) + tail

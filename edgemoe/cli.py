@@ -18,6 +18,23 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
         "-t", "--threads", type=int, default=None, help="worker threads (default: physical cores)"
     )
     p.add_argument("--ctx", type=int, default=None, help="context length in tokens (default 4096)")
+    _add_budget_args(p)
+
+
+def _add_budget_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--memory-budget", metavar="SIZE", default=None,
+        help="keep at most SIZE of weights in memory (e.g. 6G, 512M): dense weights resident, "
+        "experts through a cache read from disk (docs/MEMORY.md); default: plain mmap")
+    p.add_argument("--policy", choices=["lru", "lfu"], default="lru",
+                   help="expert cache replacement policy under --memory-budget (default lru)")
+    p.add_argument("--no-prefetch", action="store_true",
+                   help="under --memory-budget, do not read ahead the next layer's likely experts")
+
+
+def _budget_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    return {"memory_budget": args.memory_budget, "policy": args.policy,
+            "prefetch": not args.no_prefetch}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,6 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--raw", action="store_true", help="plain text completion of the prompt, no chat format"
     )
     run.add_argument("--no-stats", action="store_true", help="do not print the stats line")
+    run.add_argument("--stats", action="store_true",
+                     help="at exit, print the expert cache's counters and peak RSS on stderr")
 
     info = sub.add_parser("info", help="describe a model.bin")
     info.add_argument("model")
@@ -71,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("-t", "--threads", type=int, default=None, help="worker threads")
     bench.add_argument("-r", "--repetitions", type=int, default=3, help="timed repetitions")
     bench.add_argument("--json", action="store_true", help="print one JSON object")
+    _add_budget_args(bench)
 
     ver = sub.add_parser("verify", help="check every checksum of a model.bin")
     ver.add_argument("model")
@@ -110,20 +130,29 @@ def main(argv: Sequence[str] | None = None) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     import edgemoe
 
-    with edgemoe.load(args.model, threads=args.threads, n_ctx=args.ctx) as model:
-        if args.raw:
-            if args.prompt is None:
-                print("edgemoe: error: --raw needs a prompt (-p)", file=sys.stderr)
-                return 2
-            return _run_raw(model, args)
-        messages: list[dict[str, Any]] = []
-        if args.system:
-            messages.append({"role": "developer", "content": args.system})
-        if args.prompt is not None:
-            messages.append({"role": "user", "content": args.prompt})
-            _chat_turn(model, messages, args)
-            return 0
-        return _repl(model, messages, args)
+    with edgemoe.load(args.model, threads=args.threads, n_ctx=args.ctx,
+                      **_budget_kwargs(args)) as model:
+        try:
+            return _run_loaded(model, args)
+        finally:
+            if args.stats:
+                print(model.stats().summary(), file=sys.stderr)
+
+
+def _run_loaded(model: Any, args: argparse.Namespace) -> int:
+    if args.raw:
+        if args.prompt is None:
+            print("edgemoe: error: --raw needs a prompt (-p)", file=sys.stderr)
+            return 2
+        return _run_raw(model, args)
+    messages: list[dict[str, Any]] = []
+    if args.system:
+        messages.append({"role": "developer", "content": args.system})
+    if args.prompt is not None:
+        messages.append({"role": "user", "content": args.prompt})
+        _chat_turn(model, messages, args)
+        return 0
+    return _repl(model, messages, args)
 
 
 def _run_raw(model: Any, args: argparse.Namespace) -> int:
@@ -313,6 +342,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         n_gen=args.n_gen,
         threads=args.threads,
         repetitions=args.repetitions,
+        **_budget_kwargs(args),
     )
     print(format_result(result, as_json=args.json))
     return 0

@@ -21,6 +21,7 @@ from edgemoe.errors import EdgemoeError, InvalidArgumentError, TokenizerError
 if TYPE_CHECKING:
     import tiktoken
 
+    from edgemoe.budget import ModelStats
     from edgemoe.chat import ChatResult
 
 DEFAULT_N_CTX = 4096
@@ -76,8 +77,19 @@ class Model:
         threads: int | None = None,
         n_ctx: int | None = None,
         verify: bool = False,
+        memory_budget: str | int | None = None,
+        policy: str = "lru",
+        prefetch: bool = True,
+        io_threads: int = 2,
     ) -> None:
+        from edgemoe.budget import POLICIES, parse_size
+
         self.path = Path(path)
+        budget = 0 if memory_budget is None else parse_size(memory_budget)
+        if policy not in POLICIES:
+            raise InvalidArgumentError(f"policy must be one of {sorted(POLICIES)}, got {policy!r}")
+        if io_threads < 1:
+            raise InvalidArgumentError(f"io_threads must be >= 1, got {io_threads}")
         if threads is not None and threads < 1:
             raise InvalidArgumentError(f"threads must be >= 1, got {threads}")
         if n_ctx is not None and n_ctx < 1:
@@ -91,7 +103,10 @@ class Model:
 
         err = ffi.new("char[]", _ERR_LEN)
         out = ffi.new("edgemoe_model **")
-        rv = lib.edgemoe_model_open(os.fsencode(self.path), out, err, _ERR_LEN)
+        params = ffi.new("edgemoe_model_params *", {
+            "memory_budget": budget, "policy": POLICIES[policy], "io_threads": io_threads,
+            "no_predict": 0 if prefetch else 1})
+        rv = lib.edgemoe_model_open_params(os.fsencode(self.path), params, out, err, _ERR_LEN)
         _native.check(rv, ffi.string(err).decode("utf-8", "replace"))
         self._ptr = out[0]
 
@@ -136,6 +151,19 @@ class Model:
         if self._ptr == ffi.NULL:
             raise EdgemoeError(f"{self.path}: model is closed")
         return self._ptr
+
+    def stats(self) -> ModelStats:
+        """The expert cache's counters since the model was opened, and the process's peak RSS
+        (see :class:`edgemoe.budget.ModelStats`)."""
+        from edgemoe.budget import ModelStats, peak_rss_bytes
+
+        st = ffi.new("edgemoe_model_stats *")
+        _native.check(lib.edgemoe_model_get_stats(self._handle(), st), "stats")
+        fields = {f: getattr(st, f) for f in (
+            "expert_uses", "hits", "misses", "bytes_read", "evictions", "predicted",
+            "predicted_used", "budget_bytes", "dense_resident_bytes", "slot_bytes", "n_slots",
+            "resident_expert_bytes", "io_wait_s")}
+        return ModelStats(**fields, peak_rss_bytes=peak_rss_bytes())
 
     def _read_info(self) -> ModelInfo:
         c = ffi.new("edgemoe_model_info *")
