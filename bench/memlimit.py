@@ -497,13 +497,14 @@ def plan(args: argparse.Namespace) -> list[Job]:
         llama.append(("llama.cpp " + " ".join(mmap or ["(default)"]), mmap))
         if no_repack:
             llama.append(("llama.cpp " + " ".join(no_repack), no_repack))
-    for limit in [None, *args.limits]:
+    for limit in ([] if args.no_unlimited else [None]) + list(args.limits):
         budget = budget_for(limit, args.budget_for_limit, args.headroom)
         cmd = [args.python, "-m", "edgemoe", "bench", str(args.model), *common, "--json"]
         if budget:
             cmd += ["--memory-budget", str(budget)]
-        jobs.append(Job("edgemoe", limit, budget, cmd, args.model, "edgemoe"))
-        for name, extra in llama:
+        if "edgemoe" in args.engines:
+            jobs.append(Job("edgemoe", limit, budget, cmd, args.model, "edgemoe"))
+        for name, extra in llama if "llama.cpp" in args.engines else []:
             cmd = [str(bench_bin), "-m", str(args.gguf), *common, "-o", "json", *extra]
             jobs.append(Job(name, limit, None, cmd, args.gguf, "llama.cpp"))
     return jobs
@@ -712,6 +713,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--timeout", type=float, default=1800.0,
                     help="seconds before a run is killed as 'timeout' (default 1800)")
     ap.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
+    ap.add_argument("--engines", type=lambda v: v.split(","), default=["edgemoe", "llama.cpp"],
+                    help="comma-separated engines to run (default edgemoe,llama.cpp)")
+    ap.add_argument("--no-unlimited", action="store_true", help="skip the unlimited row")
     ap.add_argument("--drop-caches", action="store_true",
                     help="sync; echo 3 > /proc/sys/vm/drop_caches before each run")
     ap.add_argument("--no-evict", dest="evict", action="store_false",

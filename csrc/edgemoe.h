@@ -84,8 +84,10 @@ int edgemoe_model_open(const char *path, edgemoe_model **out, char *err, size_t 
 
 /* Replacement policies of the expert cache (edgemoe_model_params.policy). */
 typedef enum edgemoe_policy {
-    EDGEMOE_POLICY_LRU = 0,   /* evict the expert used longest ago */
-    EDGEMOE_POLICY_LFU = 1    /* evict the expert used least often (counts halve as they age) */
+    EDGEMOE_POLICY_LFU = 0,   /* evict the expert used least often (per-expert counts that
+                               * survive eviction and halve as they age; ties: LRU). Default:
+                               * measured ahead of LRU in docs/MEMORY.md */
+    EDGEMOE_POLICY_LRU = 1    /* evict the expert used longest ago */
 } edgemoe_policy;
 
 /* How to open a model (edgemoe_model_open_params). Zero-initialized = edgemoe_model_open. */

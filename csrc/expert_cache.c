@@ -30,7 +30,6 @@ typedef struct slot {
     int32_t pins;           /* acquired and not released */
     uint64_t step;          /* route() step that chose or read it; 0 once released */
     uint64_t last_use;      /* tick of its last use */
-    uint32_t freq;          /* uses, halved every aging period (LFU) */
     uint8_t predicted;      /* read by predict() and not routed since */
     expert_weights view;    /* the expert's tensors, rebound into the slot */
 } slot;
@@ -46,6 +45,8 @@ struct expert_cache {
     size_t slab_bytes;
     slot *slots;
     int32_t *where;         /* [n_layer · n_expert]: slot, or -1 */
+    uint32_t *freq;         /* [n_layer · n_expert]: uses, halved every aging period (LFU); kept
+                             * for experts not resident too, so popularity survives eviction */
     uint8_t *dense;         /* the non-expert tensors, read at open */
     size_t dense_bytes;
     int policy, predict;
@@ -157,20 +158,25 @@ static void *io_main(void *arg) {
  * Slots (all under the lock)
  */
 
+static int32_t expert_count(const expert_cache *c) {
+    return c->m->hp.n_layer * c->m->hp.n_expert;
+}
+
 static void touch(expert_cache *c, slot *sl, int use) {
     sl->last_use = ++c->tick;
     sl->step = c->step;
     if (!use) return;
-    sl->freq++;
+    c->freq[sl->key]++;
     if (c->tick >= c->aging_at) {   /* LFU ages: old popularity fades */
-        for (int32_t i = 0; i < c->n_slots; i++) c->slots[i].freq /= 2;
-        c->aging_at = c->tick + 8 * (uint64_t)c->n_slots;
+        for (int32_t i = 0; i < expert_count(c); i++) c->freq[i] /= 2;
+        c->aging_at = c->tick + 16 * (uint64_t)expert_count(c);
     }
 }
 
 /* 1 if slot a should go before slot b under the policy. */
 static int evict_before(const expert_cache *c, const slot *a, const slot *b) {
-    if (c->policy == EDGEMOE_POLICY_LFU && a->freq != b->freq) return a->freq < b->freq;
+    if (c->policy == EDGEMOE_POLICY_LFU && c->freq[a->key] != c->freq[b->key])
+        return c->freq[a->key] < c->freq[b->key];
     return a->last_use < b->last_use;
 }
 
@@ -199,7 +205,6 @@ static void assign(expert_cache *c, int32_t s, int32_t key, int urgent) {
     uint8_t *base = c->slab + (size_t)s * c->slot_bytes;
     sl->key = key;
     sl->state = SLOT_QUEUED;
-    sl->freq = 0;
     sl->predicted = 0;
     sl->view = *x;
     sl->view.span = base;
@@ -425,7 +430,7 @@ static int dense_load(expert_cache *c, tensor **list, size_t n, char *err, size_
 int expert_cache_new(edgemoe_model *m, uint64_t budget, int policy, int io_threads, int predict,
                      char *err, size_t err_len) {
     if (policy != EDGEMOE_POLICY_LRU && policy != EDGEMOE_POLICY_LFU)
-        return fail(err, err_len, EDGEMOE_ERR_ARG, "policy %d is not EDGEMOE_POLICY_LRU or _LFU", policy);
+        return fail(err, err_len, EDGEMOE_ERR_ARG, "policy %d is not EDGEMOE_POLICY_LFU or _LRU", policy);
     const size_t n_dense = dense_list(m, NULL);
     tensor **list = malloc(n_dense * sizeof *list);
     if (!list) return fail(err, err_len, EDGEMOE_ERR_NOMEM, "out of memory");
@@ -462,7 +467,7 @@ int expert_cache_new(edgemoe_model *m, uint64_t budget, int policy, int io_threa
     c->budget = budget;
     c->slot_bytes = slot_bytes;
     c->n_slots = (int32_t)slots;
-    c->aging_at = 8 * slots;
+    c->aging_at = 16 * (uint64_t)n_experts;
     pthread_mutex_init(&c->mu, NULL);
     pthread_cond_init(&c->changed, NULL);
     pthread_cond_init(&c->work, NULL);
@@ -477,11 +482,12 @@ int expert_cache_new(edgemoe_model *m, uint64_t budget, int policy, int io_threa
     c->dense_bytes = dense_bytes;
     c->slots = calloc((size_t)slots, sizeof *c->slots);
     c->where = malloc((size_t)n_experts * sizeof *c->where);
+    c->freq = calloc((size_t)n_experts, sizeof *c->freq);
     c->queue = malloc((size_t)slots * sizeof *c->queue);
     c->io = calloc((size_t)(io_threads > 0 ? io_threads : 1), sizeof *c->io);
     if (c->fd_buffered < 0) {
         rc = fail(err, err_len, EDGEMOE_ERR_IO, "%s: cannot open: %s", m->path, strerror(errno));
-    } else if (!c->slots || !c->where || !c->queue || !c->io) {
+    } else if (!c->slots || !c->where || !c->freq || !c->queue || !c->io) {
         rc = fail(err, err_len, EDGEMOE_ERR_NOMEM, "out of memory");
     } else {
         c->slab = mmap(NULL, c->slab_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -520,6 +526,7 @@ void expert_cache_free(expert_cache *c) {
     pthread_cond_destroy(&c->work);
     free(c->slots);
     free(c->where);
+    free(c->freq);
     free(c->queue);
     free(c->io);
     free(c);

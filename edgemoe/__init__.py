@@ -59,7 +59,7 @@ def load(
     n_ctx: int | None = None,
     verify: bool = False,
     memory_budget: str | int | None = None,
-    policy: str = "lru",
+    policy: str = "lfu",
     prefetch: bool = True,
     io_threads: int = 2,
 ) -> Model:
@@ -75,7 +75,8 @@ def load(
             read with ``pread`` by background threads (docs/MEMORY.md). ``None``: plain mmap,
             the page cache decides. Too small for the non-expert weights plus one layer's
             active experts: ``InvalidArgumentError`` naming the smallest budget that works.
-        policy: the cache's replacement policy under a budget, ``"lru"`` or ``"lfu"``.
+        policy: the cache's replacement policy under a budget: ``"lfu"`` (default; least
+            often used, per-expert counts that age) or ``"lru"`` (docs/MEMORY.md compares).
         prefetch: under a budget, read ahead the experts the next layer will probably use.
         io_threads: background readers under a budget.
 

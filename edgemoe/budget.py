@@ -11,7 +11,7 @@ from edgemoe.errors import InvalidArgumentError
 
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:I?B)?\s*$", re.IGNORECASE)
-POLICIES = {"lru": 0, "lfu": 1}
+POLICIES = {"lfu": 0, "lru": 1}
 
 
 def parse_size(value: str | int, what: str = "memory_budget") -> int:
@@ -72,6 +72,11 @@ class ModelStats:
         return self.hits / self.expert_uses if self.expert_uses else 0.0
 
     @property
+    def resident_hit_rate(self) -> float:
+        """Uses found resident without the prediction's help: (hits - predicted_used) / uses."""
+        return (self.hits - self.predicted_used) / self.expert_uses if self.expert_uses else 0.0
+
+    @property
     def prediction_accuracy(self) -> float:
         """Share of predicted experts the next layer did use."""
         return self.predicted_used / self.predicted if self.predicted else 0.0
@@ -83,7 +88,8 @@ class ModelStats:
                     f"peak RSS {format_size(self.peak_rss_bytes)}")
         return (f"budget {format_size(self.budget_bytes)}: {self.n_slots} expert slots + "
                 f"{format_size(self.dense_resident_bytes)} dense; experts {self.expert_uses} uses, "
-                f"hit rate {self.hit_rate:.1%}, {self.evictions} evictions, "
+                f"hit rate {self.hit_rate:.1%} ({self.resident_hit_rate:.1%} without prediction), "
+                f"{self.evictions} evictions, "
                 f"read {format_size(self.bytes_read)}, waited {self.io_wait_s:.2f} s; prediction "
                 f"{self.predicted_used}/{self.predicted} used; "
                 f"peak RSS {format_size(self.peak_rss_bytes)}")

@@ -26,8 +26,8 @@ def _add_budget_args(p: argparse.ArgumentParser) -> None:
         "--memory-budget", metavar="SIZE", default=None,
         help="keep at most SIZE of weights in memory (e.g. 6G, 512M): dense weights resident, "
         "experts through a cache read from disk (docs/MEMORY.md); default: plain mmap")
-    p.add_argument("--policy", choices=["lru", "lfu"], default="lru",
-                   help="expert cache replacement policy under --memory-budget (default lru)")
+    p.add_argument("--policy", choices=["lfu", "lru"], default="lfu",
+                   help="expert cache replacement policy under --memory-budget (default lfu)")
     p.add_argument("--no-prefetch", action="store_true",
                    help="under --memory-budget, do not read ahead the next layer's likely experts")
 

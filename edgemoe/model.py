@@ -78,7 +78,7 @@ class Model:
         n_ctx: int | None = None,
         verify: bool = False,
         memory_budget: str | int | None = None,
-        policy: str = "lru",
+        policy: str = "lfu",
         prefetch: bool = True,
         io_threads: int = 2,
     ) -> None:

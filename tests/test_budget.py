@@ -180,6 +180,6 @@ def test_bench_reports_the_cache(budget_model: Path) -> None:
          "1", "--memory-budget", str(BUDGET), "--json"],
         capture_output=True, text=True, timeout=300, check=True)
     r = json.loads(p.stdout)
-    assert r["memory_budget"] == BUDGET and r["policy"] == "lru"
+    assert r["memory_budget"] == BUDGET and r["policy"] == "lfu"
     assert 0.0 <= r["cache"]["hit_rate"] <= 1.0 and r["cache"]["n_slots"] == 24
     assert r["first_token_s"] > 0
