@@ -385,6 +385,11 @@ class Session:
         """Empty the KV cache."""
         self.truncate(0)
 
+    def stats(self) -> ModelStats:
+        """The expert cache's counters: one cache serves all of a model's sessions, so these are
+        :meth:`Model.stats` (take differences around a call to see one session's share)."""
+        return self.model.stats()
+
     def common_prefix(self, tokens: Sequence[int]) -> int:
         """Length of the longest prefix shared by the cached tokens and ``tokens``."""
         n = 0

@@ -85,6 +85,7 @@ def test_budget_holding_everything_reads_each_expert_once(budget_model: Path,
     logits, model = generate(budget_model, memory_budget="1G", prefetch=False)
     with model:
         st = model.stats()
+        assert model.session().stats().expert_uses == st.expert_uses   # one cache per model
     np.testing.assert_array_equal(logits, plain[0])
     assert st.n_slots == 128 and st.evictions == 0
     assert st.misses <= 128 and st.hits == st.expert_uses - st.misses
