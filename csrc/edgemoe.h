@@ -94,7 +94,7 @@ typedef enum edgemoe_policy {
 typedef struct edgemoe_model_params {
     uint64_t memory_budget;   /* bytes of resident weights; 0: no budget, plain mmap */
     int32_t policy;           /* EDGEMOE_POLICY_* (under a budget) */
-    int32_t io_threads;       /* background readers under a budget; <= 0: 2 */
+    int32_t io_threads;       /* background readers under a budget; <= 0: 2; at most 64 */
     int32_t no_predict;       /* 1: do not read ahead the experts a next layer will likely use */
 } edgemoe_model_params;
 

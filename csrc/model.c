@@ -223,8 +223,8 @@ int edgemoe_model_open_params(const char *path, const edgemoe_model_params *para
                               edgemoe_model **out, char *err, size_t err_len) {
     int rc = edgemoe_model_open(path, out, err, err_len);
     if (rc != EDGEMOE_OK || !params || params->memory_budget == 0) return rc;
-    rc = expert_cache_new(*out, params->memory_budget, params->policy,
-                          params->io_threads > 0 ? params->io_threads : 2, !params->no_predict,
+    const int io = params->io_threads <= 0 ? 2 : params->io_threads > 64 ? 64 : params->io_threads;
+    rc = expert_cache_new(*out, params->memory_budget, params->policy, io, !params->no_predict,
                           err, err_len);
     if (rc != EDGEMOE_OK) {
         edgemoe_model_free(*out);

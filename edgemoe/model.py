@@ -88,8 +88,8 @@ class Model:
         budget = 0 if memory_budget is None else parse_size(memory_budget)
         if policy not in POLICIES:
             raise InvalidArgumentError(f"policy must be one of {sorted(POLICIES)}, got {policy!r}")
-        if io_threads < 1:
-            raise InvalidArgumentError(f"io_threads must be >= 1, got {io_threads}")
+        if not 1 <= io_threads <= 64:
+            raise InvalidArgumentError(f"io_threads must be in 1..64, got {io_threads}")
         if threads is not None and threads < 1:
             raise InvalidArgumentError(f"threads must be >= 1, got {threads}")
         if n_ctx is not None and n_ctx < 1:

@@ -171,8 +171,9 @@ def test_parse_size_rejects(bad: object) -> None:
 def test_bad_policy_and_io_threads(budget_model: Path) -> None:
     with pytest.raises(InvalidArgumentError, match="policy"):
         edgemoe.load(budget_model, memory_budget=BUDGET, policy="random")
-    with pytest.raises(InvalidArgumentError, match="io_threads"):
-        edgemoe.load(budget_model, memory_budget=BUDGET, io_threads=0)
+    for bad in (0, 65):
+        with pytest.raises(InvalidArgumentError, match="io_threads"):
+            edgemoe.load(budget_model, memory_budget=BUDGET, io_threads=bad)
 
 
 def test_bench_reports_the_cache(budget_model: Path) -> None:
