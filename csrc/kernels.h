@@ -59,7 +59,11 @@ typedef void (*matvec_fn)(const tensor *w, int64_t r0, int64_t r1, const float *
  * outside [2^-100, 2^100] (other than an all-zero block) is marked exact: kernels compute it
  * from the f32 x instead, with the exact-weight route of the plain matvec.
  */
-enum { QACT_ORDER_NATURAL = 0, QACT_ORDER_EVEN_ODD = 1 };
+enum {
+    QACT_ORDER_NATURAL = 0,
+    QACT_ORDER_EVEN_ODD = 1,        /* elements 0, 2, .., 30, then 1, 3, .., 31 */
+    QACT_ORDER_EVEN_ODD_HALVES = 2  /* 0, 2, .., 14, 1, 3, .., 15, then 16, 18, .., 30, 17, .., 31 */
+};
 
 typedef struct qact {
     const float *x;      /* [n_tok, cols] f32, as given */

@@ -16,6 +16,7 @@
 /* Position, within a block stored in `order`, of element i of the block. */
 static int block_slot(int i, int order) {
     if (order == QACT_ORDER_EVEN_ODD) return (i % 2) * (QACT_BLOCK / 2) + i / 2;
+    if (order == QACT_ORDER_EVEN_ODD_HALVES) return (i / 16) * 16 + (i % 2) * 8 + (i / 2) % 8;
     return i;
 }
 
