@@ -9,7 +9,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "errbuf.h"
 #include "format.h"
 
 #define IO_ALIGN 4096u          /* O_DIRECT: offsets, lengths and buffers */
@@ -227,16 +227,21 @@ static int32_t key_of(const expert_cache *c, int32_t l, int e) {
     return l * c->m->hp.n_expert + e;
 }
 
-/* Start reads for the experts of layer l not resident, into slots outside this step. */
-static void read_missing(expert_cache *c, int32_t l, const int *experts, int n, int predicted) {
+/* Why read_missing starts a read: the router chose the expert (a use), a batch reads ahead,
+ * or a guess at the next layer. */
+enum { READ_ROUTED, READ_AHEAD, READ_PREDICTED };
+
+/* Start reads for the experts of layer l not resident, in order, into slots outside this step,
+ * while there are such slots. */
+static void read_missing(expert_cache *c, int32_t l, const int *experts, int n, int why) {
     for (int i = 0; i < n; i++) {
         const int32_t key = key_of(c, l, experts[i]);
         if (c->where[key] >= 0) continue;
         const int32_t s = victim(c, 0);
         if (s < 0) return;
         assign(c, s, key, 0);
-        touch(c, &c->slots[s], 0);
-        if (predicted) {
+        touch(c, &c->slots[s], why == READ_ROUTED);
+        if (why == READ_PREDICTED) {
             c->slots[s].predicted = 1;
             c->slots[s].step = 0;   /* a guess: the next step may reuse it */
             c->predicted++;
@@ -265,26 +270,19 @@ void expert_cache_route(expert_cache *c, int32_t l, const int *experts, int n) {
             c->misses++;
         }
     }
-    for (int i = 0; i < n; i++) {
-        const int32_t key = key_of(c, l, experts[i]);
-        if (c->where[key] >= 0) continue;
-        const int32_t s = victim(c, 0);
-        if (s < 0) break;
-        assign(c, s, key, 0);
-        touch(c, &c->slots[s], 1);
-    }
+    read_missing(c, l, experts, n, READ_ROUTED);
     pthread_mutex_unlock(&c->mu);
 }
 
 void expert_cache_readahead(expert_cache *c, int32_t l, const int *experts, int n) {
     pthread_mutex_lock(&c->mu);
-    read_missing(c, l, experts, n, 0);
+    read_missing(c, l, experts, n, READ_AHEAD);
     pthread_mutex_unlock(&c->mu);
 }
 
 void expert_cache_predict(expert_cache *c, int32_t l, const int *experts, int n) {
     pthread_mutex_lock(&c->mu);
-    read_missing(c, l, experts, n, 1);
+    read_missing(c, l, experts, n, READ_PREDICTED);
     pthread_mutex_unlock(&c->mu);
 }
 
@@ -374,39 +372,13 @@ void expert_cache_stats(expert_cache *c, edgemoe_model_stats *out) {
 /* The tensors read into memory under a budget: all but the experts and the embedding. */
 static size_t dense_list(edgemoe_model *m, tensor **out) {
     size_t n = 0;
-    for (int32_t l = 0; l < m->hp.n_layer; l++) {
-        layer_weights *L = &m->layers[l];
-        tensor *all[] = {&L->attn_norm, &L->wq, &L->bq, &L->wk, &L->bk, &L->wv, &L->bv, &L->wo,
-                         &L->bo, &L->sinks, &L->mlp_norm, &L->router, &L->router_bias};
-        for (size_t k = 0; k < sizeof all / sizeof all[0]; k++) {
-            if (out) out[n] = all[k];
-            n++;
-        }
-    }
+    for (int32_t l = 0; l < m->hp.n_layer; l++, n += LAYER_DENSE_TENSORS)
+        if (out) layer_dense_tensors(&m->layers[l], out + n);
     if (out) {
         out[n] = &m->norm;
         out[n + 1] = &m->lm_head;
     }
     return n + 2;
-}
-
-static size_t tensor_bytes(const tensor *t) {
-    uint64_t n = 0;
-    (void)tensor_nbytes(t->type, (uint64_t)t->rows * (uint64_t)t->cols, (uint64_t)t->cols, &n);
-    return (size_t)n;
-}
-
-static int fail(char *err, size_t err_len, int status, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static int fail(char *err, size_t err_len, int status, const char *fmt, ...) {
-    if (err && err_len) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, err_len, fmt, ap);
-        va_end(ap);
-    }
-    return status;
 }
 
 static double mib(uint64_t b) { return (double)b / (1024.0 * 1024.0); }
@@ -419,7 +391,7 @@ static int dense_load(expert_cache *c, tensor **list, size_t n, char *err, size_
         char msg[sizeof c->error];
         if (!read_exact(c, c->fd_buffered, c->dense + at, len, len,
                         (uint64_t)(list[i]->data - c->m->map), "a dense tensor", msg, sizeof msg))
-            return fail(err, err_len, EDGEMOE_ERR_IO, "%s", msg);
+            return error_write(err, err_len, EDGEMOE_ERR_IO, "%s", msg);
         list[i]->data = c->dense + at;
         c->bytes_read += len;
         at += round_up(len, DENSE_ALIGN);
@@ -430,10 +402,10 @@ static int dense_load(expert_cache *c, tensor **list, size_t n, char *err, size_
 int expert_cache_new(edgemoe_model *m, uint64_t budget, int policy, int io_threads, int predict,
                      char *err, size_t err_len) {
     if (policy != EDGEMOE_POLICY_LRU && policy != EDGEMOE_POLICY_LFU)
-        return fail(err, err_len, EDGEMOE_ERR_ARG, "policy %d is not EDGEMOE_POLICY_LFU or _LRU", policy);
+        return error_write(err, err_len, EDGEMOE_ERR_ARG, "policy %d is not EDGEMOE_POLICY_LFU or _LRU", policy);
     const size_t n_dense = dense_list(m, NULL);
     tensor **list = malloc(n_dense * sizeof *list);
-    if (!list) return fail(err, err_len, EDGEMOE_ERR_NOMEM, "out of memory");
+    if (!list) return error_write(err, err_len, EDGEMOE_ERR_NOMEM, "out of memory");
     dense_list(m, list);
     size_t dense_bytes = 0, span_max = 0;
     for (size_t i = 0; i < n_dense; i++) dense_bytes += round_up(tensor_bytes(list[i]), DENSE_ALIGN);
@@ -444,7 +416,7 @@ int expert_cache_new(edgemoe_model *m, uint64_t budget, int policy, int io_threa
     const uint64_t need = (uint64_t)dense_bytes + (uint64_t)m->hp.n_expert_used * slot_bytes;
     if (budget < need) {
         free(list);
-        return fail(err, err_len, EDGEMOE_ERR_ARG,
+        return error_write(err, err_len, EDGEMOE_ERR_ARG,
                     "memory budget of %.1f MiB is too small for %s: its non-expert weights take "
                     "%.1f MiB and one layer's %d active experts %.1f MiB; the smallest budget is "
                     "%.1f MiB", mib(budget), m->path, mib(dense_bytes), m->hp.n_expert_used,
@@ -456,7 +428,7 @@ int expert_cache_new(edgemoe_model *m, uint64_t budget, int policy, int io_threa
     expert_cache *c = calloc(1, sizeof *c);
     if (!c) {
         free(list);
-        return fail(err, err_len, EDGEMOE_ERR_NOMEM, "out of memory");
+        return error_write(err, err_len, EDGEMOE_ERR_NOMEM, "out of memory");
     }
     c->m = m;
     c->fd = c->fd_buffered = -1;
@@ -486,15 +458,15 @@ int expert_cache_new(edgemoe_model *m, uint64_t budget, int policy, int io_threa
     c->queue = malloc((size_t)slots * sizeof *c->queue);
     c->io = calloc((size_t)(io_threads > 0 ? io_threads : 1), sizeof *c->io);
     if (c->fd_buffered < 0) {
-        rc = fail(err, err_len, EDGEMOE_ERR_IO, "%s: cannot open: %s", m->path, strerror(errno));
+        rc = error_write(err, err_len, EDGEMOE_ERR_IO, "%s: cannot open: %s", m->path, strerror(errno));
     } else if (!c->slots || !c->where || !c->freq || !c->queue || !c->io) {
-        rc = fail(err, err_len, EDGEMOE_ERR_NOMEM, "out of memory");
+        rc = error_write(err, err_len, EDGEMOE_ERR_NOMEM, "out of memory");
     } else {
         c->slab = mmap(NULL, c->slab_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         c->dense = mmap(NULL, dense_bytes ? dense_bytes : 1, PROT_READ | PROT_WRITE,
                         MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         if (c->slab == MAP_FAILED || c->dense == MAP_FAILED)
-            rc = fail(err, err_len, EDGEMOE_ERR_NOMEM, "cannot allocate %.1f MiB for the budget: %s",
+            rc = error_write(err, err_len, EDGEMOE_ERR_NOMEM, "cannot allocate %.1f MiB for the budget: %s",
                       mib(c->slab_bytes + dense_bytes), strerror(errno));
     }
     if (rc == EDGEMOE_OK) rc = dense_load(c, list, n_dense, err, err_len);
@@ -504,7 +476,7 @@ int expert_cache_new(edgemoe_model *m, uint64_t budget, int policy, int io_threa
     for (int32_t i = 0; i < c->n_slots; i++) c->slots[i].key = -1;
     for (int i = 0; i < (io_threads > 0 ? io_threads : 1); i++) {
         if (pthread_create(&c->io[i], NULL, io_main, c) != 0)
-            return fail(err, err_len, EDGEMOE_ERR_NOMEM, "cannot start an I/O thread");
+            return error_write(err, err_len, EDGEMOE_ERR_NOMEM, "cannot start an I/O thread");
         c->n_io++;
     }
     return EDGEMOE_OK;

@@ -72,6 +72,13 @@ typedef struct layer_weights {
     expert_weights *experts;   /* [E], points into edgemoe_model.experts */
 } layer_weights;
 
+/* The dense (non-expert) tensors of one layer: attention, norms, sinks, router. */
+#define LAYER_DENSE_TENSORS 13
+void layer_dense_tensors(layer_weights *L, tensor *out[LAYER_DENSE_TENSORS]);
+
+/* The bytes of a bound tensor (its shape was checked against the file at open). */
+size_t tensor_bytes(const tensor *t);
+
 struct edgemoe_model {
     char *path;                /* as given to edgemoe_model_open, for messages */
     const kernel_table *kernels; /* chosen at open from EDGEMOE_KERNELS (kernels.h) */

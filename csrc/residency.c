@@ -11,8 +11,6 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "format.h"
-
 static size_t flag_count(const edgemoe_model *m) {
     return (size_t)m->hp.n_layer * (size_t)m->hp.n_expert + (size_t)m->hp.n_layer + 1;
 }
@@ -35,16 +33,8 @@ static void advise(const uint8_t *p, size_t length) {
     (void)madvise((void *)start, (uintptr_t)p + length - start, MADV_WILLNEED);
 }
 
-/* The bytes of a bound tensor (its shape was checked against the file at open). */
-static size_t tensor_length(const tensor *t) {
-    uint64_t n = 0;
-    if (!tensor_nbytes(t->type, (uint64_t)t->rows * (uint64_t)t->cols, (uint64_t)t->cols, &n))
-        return 0;
-    return (size_t)n;
-}
-
 static void advise_tensor(const tensor *t) {
-    advise(t->data, tensor_length(t));
+    advise(t->data, tensor_bytes(t));
 }
 
 void residency_expert(edgemoe_model *m, int32_t l, int e) {
@@ -57,10 +47,9 @@ void residency_expert(edgemoe_model *m, int32_t l, int e) {
 void residency_layer(edgemoe_model *m, int32_t l) {
     if (l >= m->hp.n_layer) return;
     if (!first_time(m, (size_t)m->hp.n_layer * (size_t)m->hp.n_expert + (size_t)l)) return;
-    const layer_weights *L = &m->layers[l];
-    const tensor *all[] = {&L->attn_norm, &L->wq, &L->bq, &L->wk, &L->bk, &L->wv, &L->bv,
-                           &L->wo, &L->bo, &L->sinks, &L->mlp_norm, &L->router, &L->router_bias};
-    for (size_t k = 0; k < sizeof all / sizeof all[0]; k++) advise_tensor(all[k]);
+    tensor *all[LAYER_DENSE_TENSORS];
+    layer_dense_tensors(&m->layers[l], all);
+    for (int k = 0; k < LAYER_DENSE_TENSORS; k++) advise_tensor(all[k]);
 }
 
 void residency_head(edgemoe_model *m) {

@@ -522,3 +522,17 @@ void tensors_release(loader *ld) {
     ld->names = NULL;
     ld->hash = ld->rank = ld->by_offset = NULL;
 }
+
+void layer_dense_tensors(layer_weights *L, tensor *out[LAYER_DENSE_TENSORS]) {
+    tensor *all[LAYER_DENSE_TENSORS] = {&L->attn_norm, &L->wq, &L->bq, &L->wk, &L->bk, &L->wv,
+                                        &L->bv, &L->wo, &L->bo, &L->sinks, &L->mlp_norm,
+                                        &L->router, &L->router_bias};
+    memcpy(out, all, sizeof all);
+}
+
+size_t tensor_bytes(const tensor *t) {
+    uint64_t n = 0;
+    if (!tensor_nbytes(t->type, (uint64_t)t->rows * (uint64_t)t->cols, (uint64_t)t->cols, &n))
+        return 0;
+    return (size_t)n;
+}

@@ -110,7 +110,6 @@ def run_bench(
         prompt = rng.integers(0, model.info.n_vocab, n_prompt).tolist()
         pp: list[float] = []
         tg: list[float] = []
-        before = model.stats()
         for rep in range(repetitions + 1):  # rep 0 is the warm-up
             if rep == 1:
                 before = model.stats()   # the cache's counters cover the timed passes only
