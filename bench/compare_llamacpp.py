@@ -3,7 +3,7 @@
 
     python bench/compare_llamacpp.py --llama-cpp PATH/TO/llama.cpp --work /data/cmp \\
         [--preset gpt-oss-20b] [-p 512] [-n 128] [-t 2] [-r 3] [--dense q8_0,bf16]
-        [--no-repack] [--only edgemoe|llama.cpp] [--json]
+        [--no-repack] [--activations int16,int8] [--only edgemoe|llama.cpp] [--json]
 
 Steps (each output is reused when it already exists in --work):
 
@@ -15,7 +15,9 @@ Steps (each output is reused when it already exists in --work):
 3. ``llama-bench`` (default flags, and with ``--no-repack`` also ``--repack 0``: plain mmap)
    and ``edgemoe bench`` run one after the other with the same prompt length, generation
    length, threads and repetitions; each engine's peak RSS is read from the kernel
-   (``wait4``) for its own process. Each finished row is printed to stderr at once.
+   (``wait4``) for its own process; edgemoe once per ``--activations`` setting (its
+   integer kernels' activation rounding, default int16). Each finished row is printed to
+   stderr at once.
 
 The table gives tokens/s (mean ± sd), weight bytes read per generated token (non-expert
 tensors but one embedding row, plus top-k experts per layer, from each file's own tensor
@@ -122,12 +124,13 @@ def bench_llamacpp(bench_bin: Path, gguf: Path, args: argparse.Namespace,
                gguf_bytes_per_token(gguf), rss)
 
 
-def bench_edgemoe(model: Path, args: argparse.Namespace, dense: str) -> Row:
+def bench_edgemoe(model: Path, args: argparse.Namespace, dense: str, activations: str) -> Row:
     out, rss = run([sys.executable, "-m", "edgemoe", "bench", str(model), "-p",
                     str(args.n_prompt), "-n", str(args.n_gen), "-t", str(args.threads), "-r",
-                    str(args.repetitions), "--json"])
+                    str(args.repetitions), "--activations", activations, "--json"])
     r = json.loads(out)
-    return Row("edgemoe", model.name, dense, r["pp_tok_s"], r["pp_tok_s_sd"], r["tg_tok_s"],
+    engine = "edgemoe" if activations == "int16" else f"edgemoe --activations {activations}"
+    return Row(engine, model.name, dense, r["pp_tok_s"], r["pp_tok_s_sd"], r["tg_tok_s"],
                r["tg_tok_s_sd"], r["weight_bytes_per_token"], rss)
 
 
@@ -158,10 +161,10 @@ def table(rows: list[Row]) -> str:
 def ratios(rows: list[Row]) -> list[dict[str, Any]]:
     """edgemoe's pp and tg over each llama.cpp row (same dense type first)."""
     out = []
-    for e in (r for r in rows if r.engine == "edgemoe"):
+    for e in (r for r in rows if r.engine.startswith("edgemoe")):
         for ll in (r for r in rows if r.engine.startswith("llama.cpp")):
             out.append({
-                "edgemoe": e.file, "llama.cpp": f"{ll.engine} {ll.file}",
+                "edgemoe": f"{e.engine} {e.file}", "llama.cpp": f"{ll.engine} {ll.file}",
                 "pp_ratio": e.pp_tok_s / ll.pp_tok_s if ll.pp_tok_s else float("nan"),
                 "tg_ratio": e.tg_tok_s / ll.tg_tok_s if ll.tg_tok_s else float("nan"),
             })
@@ -183,6 +186,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="dense types to compare, comma-separated (default %(default)s)")
     ap.add_argument("--no-repack", action="store_true",
                     help="also run llama.cpp with --repack 0 (plain mmap, no second copy)")
+    ap.add_argument("--activations", default="int16",
+                    help="edgemoe activation roundings to run, comma-separated (int16, int8)")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     ap.add_argument("--only", choices=("edgemoe", "llama.cpp"),
                     help="run one engine only (e.g. to repeat it)")
@@ -211,7 +216,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.no_repack:
                 rows.append(report(bench_llamacpp(bench_bin, gguf, args, ["--repack", "0"])))
         if args.only != "llama.cpp":
-            rows.append(report(bench_edgemoe(ours, args, dense)))
+            for activations in args.activations.split(","):
+                rows.append(report(bench_edgemoe(ours, args, dense, activations)))
     rs = ratios(rows)
     if args.json:
         print(json.dumps({"rows": [asdict(r) | {"tg_gb_s": r.tg_gb_s} for r in rows],

@@ -97,6 +97,7 @@ int edgemoe_context_new(edgemoe_model *model, int32_t n_ctx, int32_t n_threads,
     ctx->kernels = model->kernels;
     ctx->n_ctx = n_ctx;
     ctx->n_threads = n_threads > 0 ? n_threads : 1;
+    ctx->act_bits = model->act_bits;
     if (!context_alloc(ctx)) {
         const hparams *hp = &model->hp;
         double mib = 2.0 * hp->n_layer * (double)n_ctx * hp->n_head_kv * hp->head_dim * 4 / 1048576.0;

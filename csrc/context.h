@@ -28,6 +28,7 @@ struct edgemoe_context {
     int32_t n_ctx;
     int32_t n_past;
     int32_t n_threads;
+    int32_t act_bits;    /* 16 or 8: how the integer kernels round activations (qact) */
     pool *pool;          /* T threads, the caller included (pool.h) */
 
     /* KV cache: keys after RoPE, and values, of every position < n_past */

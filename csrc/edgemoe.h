@@ -96,6 +96,8 @@ typedef struct edgemoe_model_params {
     int32_t policy;           /* EDGEMOE_POLICY_* (under a budget) */
     int32_t io_threads;       /* background readers under a budget; <= 0: 2; at most 64 */
     int32_t no_predict;       /* 1: do not read ahead the experts a next layer will likely use */
+    int32_t activation_bits;  /* 16 (or 0): integer kernels round activations to int16 blocks;
+                                 8: to int8 blocks (faster one-token products, coarser) */
 } edgemoe_model_params;
 
 /*
@@ -193,10 +195,12 @@ int edgemoe_kernel_matvec(const char *kernels, int type, const uint8_t *w, int64
 
 /*
  * Y[n_tok, rows] = X[n_tok, cols] · Wᵀ: edgemoe_kernel_matvec for n_tok tokens at once, through
- * the batched path prompt evaluation takes (row t of y is the product with row t of x).
+ * the batched path prompt evaluation takes (row t of y is the product with row t of x), with
+ * activations rounded to act_bits (16 or 8; edgemoe_model_params.activation_bits) where the
+ * set has an integer kernel for the type.
  */
 int edgemoe_kernel_matmul(const char *kernels, int type, const uint8_t *w, int64_t rows,
-                          int64_t cols, const float *x, int64_t n_tok, float *y);
+                          int64_t cols, const float *x, int64_t n_tok, int32_t act_bits, float *y);
 
 /*
  * 1 if the set's products with weights of `type` round activations to int16 blocks first (the

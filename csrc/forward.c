@@ -75,7 +75,7 @@ static void linear_share(void *arg, int i, int n) {
 static void linear(edgemoe_context *ctx, const tensor *w, const tensor *b, const float *x,
                    int32_t n, float *y, int64_t ldy) {
     qact qa = {.x = x, .q = ctx->qa_q, .d = ctx->qa_d, .exact = ctx->qa_exact, .n_tok = n,
-               .cols = w->cols};
+               .cols = w->cols, .bits = ctx->act_bits};
     linear_job job = {.ctx = ctx, .w = w, .x = x, .qa = NULL, .y = y, .ldy = ldy, .n = n};
     if (ctx->kernels->matmul[w->type]) {
         qact_quantize(&qa, ctx->kernels->qact_order[w->type]);
@@ -228,7 +228,7 @@ static void linear_one(edgemoe_context *ctx, int i, const tensor *w, const tenso
         uint8_t exact = 0;
         qact qa = {.x = x, .q = ctx->t_qa_q + (size_t)i * ctx->width,
                    .d = ctx->t_qa_d + (size_t)i * (ctx->width / 32 + 1), .exact = &exact,
-                   .n_tok = 1, .cols = w->cols};
+                   .n_tok = 1, .cols = w->cols, .bits = ctx->act_bits};
         qact_quantize(&qa, k->qact_order[w->type]);
         k->matmul[w->type](w, 0, w->rows, &qa, y, w->rows);
     } else {

@@ -169,13 +169,13 @@ static int is_weight_type(int type) {
 /* y[t·rows + r] = W[r, :] · x[t·cols :] for t < n_tok: the path the forward pass takes (the
  * set's integer matmul over quantized activations where it has one, else matvec per token). */
 static int kernel_matmul(const kernel_table *t, const tensor *w, const float *x, int64_t n_tok,
-                         float *y) {
+                         int act_bits, float *y) {
     const int64_t cols = w->cols;
     if ((uint64_t)cols > SIZE_MAX / sizeof(float) / 4 || (uint64_t)n_tok > SIZE_MAX / 4 / (cols ? (uint64_t)cols : 1))
         return EDGEMOE_ERR_ARG;
     if (t->matmul[w->type]) {
         const size_t n = (size_t)n_tok * (size_t)cols;
-        qact a = {.x = x, .n_tok = n_tok, .cols = cols};
+        qact a = {.x = x, .n_tok = n_tok, .cols = cols, .bits = act_bits};
         a.q = malloc(n ? n * sizeof(int16_t) : 1);
         a.d = malloc(n ? n / 32 * sizeof(float) + 1 : 1);
         a.exact = malloc(n_tok ? (size_t)n_tok : 1);
@@ -199,16 +199,17 @@ static int kernel_matmul(const kernel_table *t, const tensor *w, const float *x,
 }
 
 int edgemoe_kernel_matmul(const char *kernels, int type, const uint8_t *w, int64_t rows,
-                          int64_t cols, const float *x, int64_t n_tok, float *y) {
+                          int64_t cols, const float *x, int64_t n_tok, int32_t act_bits, float *y) {
     const kernel_table *t;
     int rc = table_for_call(kernels, &t);
     if (rc) return rc;
-    if (!is_weight_type(type) || !w || !x || !y || rows < 0 || cols < 0 || n_tok < 0)
+    if (!is_weight_type(type) || !w || !x || !y || rows < 0 || cols < 0 || n_tok < 0
+        || (act_bits != 8 && act_bits != 16))
         return EDGEMOE_ERR_ARG;
     if ((type == EDGEMOE_TYPE_Q8_0 || type == EDGEMOE_TYPE_MXFP4) && cols % 32 != 0)
         return EDGEMOE_ERR_ARG;
     const tensor view = {.data = w, .type = type, .rows = rows, .cols = cols};
-    return kernel_matmul(t, &view, x, n_tok, y);
+    return kernel_matmul(t, &view, x, n_tok, act_bits, y);
 }
 
 int edgemoe_kernel_int16_activations(const char *kernels, int type) {
@@ -219,7 +220,7 @@ int edgemoe_kernel_int16_activations(const char *kernels, int type) {
 
 int edgemoe_kernel_matvec(const char *kernels, int type, const uint8_t *w, int64_t rows,
                           int64_t cols, const float *x, float *y) {
-    return edgemoe_kernel_matmul(kernels, type, w, rows, cols, x, 1, y);
+    return edgemoe_kernel_matmul(kernels, type, w, rows, cols, x, 1, 16, y);
 }
 
 int edgemoe_kernel_dot(const char *kernels, const float *a, const float *b, int64_t n,

@@ -13,8 +13,9 @@
  * Every fast kernel dequantizes weights to the exact values the reference uses and accumulates
  * in f32 in its own order. Products with f32/f16/bf16 weights keep activations in f32; products
  * with q8_0 and mxfp4 weights (the matmul entries) first round the activations to int16 blocks
- * (struct qact below: at most 2^-16 of a block's largest element per element) and sum
- * weight × activation exactly in int32 per block. tests/test_kernels.py states the tolerances.
+ * (struct qact below: at most 2^-16 of a block's largest element per element; int8 blocks,
+ * 2^-8, when the model was opened with activation_bits 8) and sum weight × activation exactly
+ * in int32 per block. tests/test_kernels.py states the tolerances.
  *
  * Selection (kernels.c): EDGEMOE_KERNELS=reference|avx2|neon|auto, read when a model is
  * opened; unset, empty or "auto" picks the best set this CPU runs. An unknown name, or a set
@@ -51,10 +52,11 @@ typedef void (*matvec_fn)(const tensor *w, int64_t r0, int64_t r1, const float *
 
 /*
  * Activations prepared for an integer kernel (kernels_avx2.c): each token's x cut into blocks of
- * 32, each block rounded to int16 with its own f32 scale d = max|x| / 32767, q = rint(x / d)
- * (computed as rint(x · (32767 / max|x|))). The relative error this adds to a block's
- * contribution is at most 2^-16 of its largest element (tests/test_kernels.py states the
- * bound). Within a block, q is stored in the order the weight type's kernel wants
+ * 32, each block rounded to int16 with its own f32 scale d = max|x| / M, q = rint(x / d)
+ * (computed as rint(x · (M / max|x|))), M = 32767 (bits 16) or 127 (bits 8: q still stored as
+ * int16, so every kernel takes both; one-token kernels may use int8 arithmetic then). The
+ * relative error this adds to a block's contribution is at most 1/(2M) of its largest element
+ * (tests/test_kernels.py states the bound). Within a block, q is stored in the order the weight type's kernel wants
  * (QACT_ORDER_*). A token whose x has a NaN, an infinity or a block with a largest magnitude
  * outside [2^-100, 2^100] (other than an all-zero block) is marked exact: kernels compute it
  * from the f32 x instead, with the exact-weight route of the plain matvec.
@@ -73,9 +75,10 @@ typedef struct qact {
     int64_t n_tok;
     int64_t cols;
     int order;           /* QACT_ORDER_* the q were written in */
+    int bits;            /* 16 (or 0): q within ±32767; 8: within ±127 (see qact_quantize) */
 } qact;
 
-/* Fill a->q, a->d, a->exact from a->x (n_tok, cols set; cols a multiple of 32). */
+/* Fill a->q, a->d, a->exact from a->x (n_tok, cols, bits set; cols a multiple of 32). */
 void qact_quantize(qact *a, int order);
 
 /*

@@ -10,8 +10,8 @@
  * exactly the value the reference computes, and products are accumulated in f32 with FMA in
  * several independent sums; only the summation order and f32 rounding of the partial sums
  * differ from the reference. matmul, q8_0 and mxfp4 (what the forward pass uses for them):
- * activations first rounded to int16 blocks (struct qact, kernels.h), then exact int32 block
- * sums (see the "Integer matmul" section). Block scales are applied to a block's partial sum
+ * activations first rounded to int16 (or int8) blocks (struct qact, kernels.h), then exact int32
+ * block sums (see the "Integer matmul" section). Block scales are applied to a block's partial sum
  * (d · Σ q·x), which equals Σ (d·q)·x up to rounding because d·q is exact in f32 — except
  * where d·q would overflow or be subnormal, which only mxfp4 scale bytes outside 2..252 can
  * make happen: rows with such a byte take a per-element route, so infinities and NaNs appear
@@ -545,7 +545,9 @@ static void matvec_f32_mxfp4_avx2(const tensor *w, int64_t r0, int64_t r1, const
 }
 
 /* ---------------------------------------------------------------------------------------
- * Integer matmul for q8_0 and mxfp4 weights over int16 activations (struct qact, kernels.h).
+ * Integer matmul for q8_0 and mxfp4 weights over int16 activations (struct qact, kernels.h;
+ * activations rounded to int8 are int16 too, and one token over them has kernels of its own
+ * below, with the same block sums).
  *
  * Per weight block b (32 elements) and token: S_b = Σ w·q exactly in int32, where w is the
  * q8_0 int8 or the doubled FP4 code and q the activation's int16 (|S_b| <= 32·128·32767 <
@@ -725,6 +727,120 @@ static float row_q8_0_i16(const uint8_t *row, int64_t n_blocks, const int16_t *q
         }
         acc = scale_sums(acc, reduce8_epi32(p), _mm256_loadu_ps(ws), load_xd(xd + b, n));
     }
+    return hsum_ps(acc);
+}
+
+/*
+ * One token over int8 activations (qact bits 8: every q within ±127). The weight sums are the
+ * same exact int32 block sums as above, reached with VPMADDUBSW (unsigned |w| × signed
+ * sign(q, w), pairs of products within int16: |2·128·127| < 2^15) instead of widening to int16,
+ * and the same scale_sums follow, so the result is bit-identical to row_*_i16 over the same q.
+ * The token's q are first copied to int8 in the order these kernels load them (pack_i8_*).
+ */
+#define I8_MAX_COLS 16384   /* larger rows take the int16 kernels */
+
+/* mxfp4: per pair of groups (A, B) of a full chunk, 64 bytes [A even | B even][A odd | B odd]
+ * (even: elements 0, 2, .., 30), from QACT_ORDER_EVEN_ODD_HALVES. Tail groups are not packed. */
+static void pack_i8_mxfp4(const int16_t *q, int64_t n_groups, int8_t *out) {
+    const int64_t full = n_groups - n_groups % IBLK;
+    for (int64_t g = 0; g < full; g += 2) {
+        for (int h = 0; h < 2; h++) {   /* group A (h = 0), B (h = 1) */
+            const int16_t *src = q + (g + h) * QK_MXFP4;
+            int8_t *even = out + g * QK_MXFP4 + h * 16, *odd = even + 32;
+            for (int i = 0; i < 16; i++) {   /* element 2i and 2i+1 */
+                const int half = i / 8, k = i % 8;
+                even[i] = (int8_t)src[half * 16 + k];
+                odd[i] = (int8_t)src[half * 16 + 8 + k];
+            }
+        }
+    }
+}
+
+/* 8 int32 lanes: lanes 0..3 partial sums of group A, 4..7 of group B (32 bytes at packed). */
+INLINE __m256i mxfp4_pair_dot_i8(const uint8_t *packed, const int8_t *q) {
+    const __m256i nibble = _mm256_set1_epi8(0x0F);
+    const __m256i bytes = _mm256_loadu_si256((const __m256i_u *)packed);
+    const __m256i even = _mm256_shuffle_epi8(fp4_doubled_lut(), _mm256_and_si256(bytes, nibble));
+    const __m256i odd = _mm256_shuffle_epi8(fp4_doubled_lut(),
+                                            _mm256_and_si256(_mm256_srli_epi16(bytes, 4), nibble));
+    const __m256i qe = _mm256_loadu_si256((const __m256i_u *)q);
+    const __m256i qo = _mm256_loadu_si256((const __m256i_u *)(q + 32));
+    /* |pair| <= 2·12·127 each, so the two pair sums add within int16 */
+    const __m256i pairs = _mm256_add_epi16(
+        _mm256_maddubs_epi16(_mm256_abs_epi8(even), _mm256_sign_epi8(qe, even)),
+        _mm256_maddubs_epi16(_mm256_abs_epi8(odd), _mm256_sign_epi8(qo, odd)));
+    return _mm256_madd_epi16(pairs, _mm256_set1_epi16(1));
+}
+
+static float row_mxfp4_i8(const uint8_t *groups, const uint8_t *scales, int64_t n_groups,
+                          const int8_t *q8, const int16_t *q, const float *xd) {
+    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    __m256 acc = _mm256_setzero_ps();
+    int64_t g = 0;
+    for (; g + IBLK <= n_groups; g += IBLK) {
+        const uint8_t *w = groups + g * GROUP_BYTES;
+        const int8_t *a = q8 + g * QK_MXFP4;
+        prefetch_ahead(w);
+        prefetch_ahead(w + 64);
+        /* halves: [S_g, S_g+2, S_g+4, S_g+6 | S_g+1, S_g+3, S_g+5, S_g+7] */
+        const __m256i halves = quad_sums(pair_sums(mxfp4_pair_dot_i8(w, a), mxfp4_pair_dot_i8(w + 32, a + 64)),
+                                         pair_sums(mxfp4_pair_dot_i8(w + 64, a + 128),
+                                                   mxfp4_pair_dot_i8(w + 96, a + 192)));
+        const __m256i sums = _mm256_permutevar8x32_epi32(halves, order);
+        const __m256i e = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i_u *)(scales + g)));
+        acc = scale_sums(acc, sums, e8m0_half_scales(e), _mm256_loadu_ps(xd + g));
+    }
+    if (g < n_groups) {   /* tail: as row_mxfp4_i16 */
+        const int64_t n = n_groups - g;
+        __m256i p[IBLK];
+        uint8_t e[IBLK] = {127, 127, 127, 127, 127, 127, 127, 127};
+        for (int64_t i = 0; i < IBLK; i++)
+            p[i] = i < n ? mxfp4_group_dot(groups + (g + i) * GROUP_BYTES, q + (g + i) * QK_MXFP4)
+                         : _mm256_setzero_si256();
+        memcpy(e, scales + g, (size_t)n);
+        const __m256 ws = e8m0_half_scales(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i_u *)e)));
+        acc = scale_sums(acc, reduce8_epi32(p), ws, load_xd(xd + g, n));
+    }
+    return hsum_ps(acc);
+}
+
+/* q8_0 (QACT_ORDER_NATURAL): int16 → int8, in order. */
+static void pack_i8_natural(const int16_t *q, int64_t n, int8_t *out) {
+    for (int64_t i = 0; i < n; i++) out[i] = (int8_t)q[i];
+}
+
+INLINE __m256i q8_0_block_dot_i8(const uint8_t *block, const int8_t *q) {
+    const __m256i w = _mm256_loadu_si256((const __m256i_u *)(block + 2));
+    const __m256i a = _mm256_loadu_si256((const __m256i_u *)q);
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(w), _mm256_sign_epi8(a, w)),
+                             _mm256_set1_epi16(1));
+}
+
+static float row_q8_0_i8(const uint8_t *row, int64_t n_blocks, const int8_t *q8, const int16_t *q,
+                         const float *xd) {
+    const int64_t full = n_blocks - n_blocks % IBLK;
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t b = 0; b < full; b += IBLK) {
+        const uint8_t *blocks = row + (size_t)b * sizeof(block_q8_0);
+        prefetch_ahead(blocks);
+        prefetch_ahead(blocks + 64);
+        prefetch_ahead(blocks + 128);
+        prefetch_ahead(blocks + 192);
+        prefetch_ahead(blocks + 256);
+        const __m256i sums = SUMS8(q8_0_block_dot_i8, blocks, sizeof(block_q8_0), q8 + b * QK8_0);
+        acc = scale_sums(acc, sums, q8_0_scales8(blocks), _mm256_loadu_ps(xd + b));
+    }
+    if (full == n_blocks) return hsum_ps(acc);
+    /* the tail exactly as row_q8_0_i16 (which starts from acc = 0 over the same chunks) */
+    const int64_t n = n_blocks - full;
+    __m256i p[IBLK];
+    float ws[IBLK] = {0};
+    for (int64_t i = 0; i < IBLK; i++) {
+        const uint8_t *block = row + (size_t)(full + i) * sizeof(block_q8_0);
+        p[i] = i < n ? q8_0_block_dot(block, q + (full + i) * QK8_0) : _mm256_setzero_si256();
+        if (i < n) ws[i] = _cvtsh_ss(load_u16(block));
+    }
+    acc = scale_sums(acc, reduce8_epi32(p), _mm256_loadu_ps(ws), load_xd(xd + full, n));
     return hsum_ps(acc);
 }
 
@@ -982,6 +1098,26 @@ static void matmul_blocked(const tensor *w, int64_t r0, int64_t r1, const qact *
     }
 }
 
+/* One token over int8 activations (qact bits 8): rows as matmul_int_avx2's, int8 kernels. */
+static void matvec_int8_avx2(const tensor *w, int64_t r0, int64_t r1, const qact *x, float *y,
+                             size_t row_bytes) {
+    const int mxfp4 = w->type == EDGEMOE_TYPE_MXFP4;
+    const int64_t n_blocks = w->cols / 32;
+    int8_t q8[I8_MAX_COLS];
+    if (mxfp4) pack_i8_mxfp4(x->q, n_blocks, q8);
+    else pack_i8_natural(x->q, w->cols, q8);
+    for (int64_t r = r0; r < r1; r++) {
+        const uint8_t *row = w->data + (size_t)r * row_bytes;
+        if (!mxfp4) {
+            y[r] = row_q8_0_i8(row, n_blocks, q8, x->q, x->d);
+            continue;
+        }
+        const uint8_t *sc = w->data + (size_t)w->rows * row_bytes + (size_t)r * (size_t)n_blocks;
+        y[r] = scales_fast(sc, (size_t)n_blocks) ? row_mxfp4_i8(row, sc, n_blocks, q8, x->q, x->d)
+                                                 : row_exact(w, r, x->x);
+    }
+}
+
 /* The matmul entry of both q8_0 and mxfp4 (kernels.h): the blocked route for several tokens,
  * weights decoded in registers for one (or when the blocked route has no memory). */
 static void matmul_int_avx2(const tensor *w, int64_t r0, int64_t r1, const qact *x, float *y,
@@ -995,6 +1131,10 @@ static void matmul_int_avx2(const tensor *w, int64_t r0, int64_t r1, const qact 
     const int mxfp4 = w->type == EDGEMOE_TYPE_MXFP4;
     const int64_t n_blocks = w->cols / 32, cols = w->cols;
     const size_t row_bytes = (size_t)n_blocks * (mxfp4 ? GROUP_BYTES : sizeof(block_q8_0));
+    if (x->bits == 8 && x->n_tok == 1 && !x->exact[0] && cols <= I8_MAX_COLS) {
+        matvec_int8_avx2(w, r0, r1, x, y, row_bytes);
+        return;
+    }
     for (int64_t r = r0; r < r1; r++) {
         const uint8_t *row = w->data + (size_t)r * row_bytes;
         const uint8_t *sc = mxfp4 ? w->data + (size_t)w->rows * row_bytes + (size_t)r * (size_t)n_blocks

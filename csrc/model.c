@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "crc32.h"
+#include "errbuf.h"
 #include "expert_cache.h"
 #include "residency.h"
 #include "loader.h"
@@ -201,6 +202,7 @@ int edgemoe_model_open(const char *path, edgemoe_model **out, char *err, size_t 
         return loader_fail(&ld, EDGEMOE_ERR_NOMEM, "out of memory");
     }
     m->path = strcpy(path_copy, path);
+    m->act_bits = 16;
     char msg[256];
     int rc = kernels_from_env(&m->kernels, msg, sizeof msg);
     if (rc != EDGEMOE_OK) {
@@ -221,8 +223,14 @@ int edgemoe_model_open(const char *path, edgemoe_model **out, char *err, size_t 
 
 int edgemoe_model_open_params(const char *path, const edgemoe_model_params *params,
                               edgemoe_model **out, char *err, size_t err_len) {
+    if (params && params->activation_bits != 0 && params->activation_bits != 8
+        && params->activation_bits != 16)
+        return error_write(err, err_len, EDGEMOE_ERR_ARG,
+                           "activation_bits must be 8 or 16, got %d", (int)params->activation_bits);
     int rc = edgemoe_model_open(path, out, err, err_len);
-    if (rc != EDGEMOE_OK || !params || params->memory_budget == 0) return rc;
+    if (rc != EDGEMOE_OK || !params) return rc;
+    if (params->activation_bits == 8) (*out)->act_bits = 8;
+    if (params->memory_budget == 0) return rc;
     const int io = params->io_threads <= 0 ? 2 : params->io_threads > 64 ? 64 : params->io_threads;
     rc = expert_cache_new(*out, params->memory_budget, params->policy, io, !params->no_predict,
                           err, err_len);

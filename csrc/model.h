@@ -82,6 +82,7 @@ size_t tensor_bytes(const tensor *t);
 struct edgemoe_model {
     char *path;                /* as given to edgemoe_model_open, for messages */
     const kernel_table *kernels; /* chosen at open from EDGEMOE_KERNELS (kernels.h) */
+    int act_bits;                /* 16 or 8: activation rounding of the integer kernels (qact) */
     const uint8_t *map;        /* the whole file, mapped read-only */
     size_t map_size;
     hparams hp;

@@ -10,6 +10,7 @@
 
 #define QACT_BLOCK 32
 #define QACT_MAX 32767.0f
+#define QACT8_MAX 127.0f
 #define QACT_MIN_NORM 0x1p-100f   /* smaller block maxima (but 0) take the exact route */
 #define QACT_MAX_NORM 0x1p100f
 
@@ -21,7 +22,7 @@ static int block_slot(int i, int order) {
 }
 
 /* One block of 32: q (in order) and d; returns 0 if the block must take the exact route. */
-static int quantize_block(const float *x, int16_t *q, float *d, int order) {
+static int quantize_block(const float *x, int16_t *q, float *d, int order, float qmax) {
     float amax = 0.0f;
     for (int i = 0; i < QACT_BLOCK; i++) {
         const float a = fabsf(x[i]);
@@ -34,24 +35,25 @@ static int quantize_block(const float *x, int16_t *q, float *d, int order) {
         return 1;
     }
     if (amax < QACT_MIN_NORM) return 0;
-    const float inv = QACT_MAX / amax;
+    const float inv = qmax / amax;
     for (int i = 0; i < QACT_BLOCK; i++) {
         float v = rintf(x[i] * inv);   /* round half to even, as the SIMD conversions */
-        v = v > QACT_MAX ? QACT_MAX : (v < -QACT_MAX ? -QACT_MAX : v);
+        v = v > qmax ? qmax : (v < -qmax ? -qmax : v);
         q[block_slot(i, order)] = (int16_t)v;
     }
-    *d = amax / QACT_MAX;
+    *d = amax / qmax;
     return 1;
 }
 
 void qact_quantize(qact *a, int order) {
     const int64_t n_blocks = a->cols / QACT_BLOCK;
+    const float qmax = a->bits == 8 ? QACT8_MAX : QACT_MAX;
     a->order = order;
     for (int64_t t = 0; t < a->n_tok; t++) {
         int ok = 1;
         for (int64_t b = 0; b < n_blocks && ok; b++) {
             const int64_t e = t * a->cols + b * QACT_BLOCK;
-            ok = quantize_block(a->x + e, a->q + e, a->d + t * n_blocks + b, order);
+            ok = quantize_block(a->x + e, a->q + e, a->d + t * n_blocks + b, order, qmax);
         }
         a->exact[t] = (uint8_t)!ok;
     }

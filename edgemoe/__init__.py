@@ -62,6 +62,7 @@ def load(
     policy: str = "lfu",
     prefetch: bool = True,
     io_threads: int = 2,
+    activations: str = "int16",
 ) -> Model:
     """Open a model.bin for inference.
 
@@ -79,6 +80,10 @@ def load(
             often used, per-expert counts that age) or ``"lru"`` (docs/MEMORY.md compares).
         prefetch: under a budget, read ahead the experts the next layer will probably use.
         io_threads: background readers under a budget.
+        activations: how products with q8_0 and mxfp4 weights round the activations, per
+            block of 32 with its own scale: ``"int16"`` (default; at most 2^-16 of the block's
+            largest value per element) or ``"int8"`` (2^-8, as llama.cpp's q8_0 activations;
+            faster generation, measured in docs/PERFORMANCE.md).
 
     Returns:
         A :class:`~edgemoe.model.Model`; close it with ``close()`` or use it as a context manager.
@@ -90,7 +95,7 @@ def load(
     from edgemoe.model import Model
 
     return Model(path, threads=threads, n_ctx=n_ctx, verify=verify, memory_budget=memory_budget,
-                 policy=policy, prefetch=prefetch, io_threads=io_threads)
+                 policy=policy, prefetch=prefetch, io_threads=io_threads, activations=activations)
 
 
 def __getattr__(name: str) -> Any:

@@ -42,6 +42,7 @@ class BenchResult:
     memory_budget: int = 0       #: bytes, 0 = none (plain mmap)
     policy: str = ""
     prefetch: bool = True
+    activations: str = "int16"   #: activation rounding of the integer kernels
     cache: dict[str, float] | None = None  #: the timed passes' expert-cache counters
 
 
@@ -91,6 +92,7 @@ def run_bench(
     memory_budget: str | int | None = None,
     policy: str = "lfu",
     prefetch: bool = True,
+    activations: str = "int16",
 ) -> BenchResult:
     """Measure one model; see the module docstring. Under ``memory_budget`` the result also
     has the expert cache's counters over the timed passes (hit rate, bytes read per generated
@@ -102,7 +104,8 @@ def run_bench(
         raise ValueError("need n_prompt >= 1, n_gen >= 0 and repetitions >= 1")
     t0 = time.perf_counter()
     model = edgemoe.load(path, threads=threads, n_ctx=n_prompt + n_gen,
-                         memory_budget=memory_budget, policy=policy, prefetch=prefetch)
+                         memory_budget=memory_budget, policy=policy, prefetch=prefetch,
+                         activations=activations)
     session = model.session()
     load_s = time.perf_counter() - t0
     try:
@@ -171,6 +174,7 @@ def run_bench(
             memory_budget=after.budget_bytes,
             policy=policy if after.budget_bytes else "",
             prefetch=prefetch,
+            activations=activations,
             cache=cache,
         )
     finally:
@@ -182,14 +186,15 @@ def format_result(r: BenchResult, as_json: bool = False) -> str:
     if as_json:
         return json.dumps(asdict(r))
     gib = 1024**3
+    kernels = r.kernels + (" int8" if r.activations == "int8" else "")
     head = "| model | size | kernels | threads | test | t/s |\n|---|---|---|---|---|---|"
     rows = [
-        f"| {Path(r.model).name} | {r.model_bytes / gib:.2f} GiB | {r.kernels} | {r.threads} "
+        f"| {Path(r.model).name} | {r.model_bytes / gib:.2f} GiB | {kernels} | {r.threads} "
         f"| pp{r.n_prompt} | {r.pp_tok_s:.2f} ± {r.pp_tok_s_sd:.2f} |"
     ]
     if r.n_gen:
         rows.append(
-            f"| {Path(r.model).name} | {r.model_bytes / gib:.2f} GiB | {r.kernels} | {r.threads} "
+            f"| {Path(r.model).name} | {r.model_bytes / gib:.2f} GiB | {kernels} | {r.threads} "
             f"| tg{r.n_gen} | {r.tg_tok_s:.2f} ± {r.tg_tok_s_sd:.2f} |"
         )
     tail = (

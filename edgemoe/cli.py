@@ -18,10 +18,10 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
         "-t", "--threads", type=int, default=None, help="worker threads (default: physical cores)"
     )
     p.add_argument("--ctx", type=int, default=None, help="context length in tokens (default 4096)")
-    _add_budget_args(p)
+    _add_load_args(p)
 
 
-def _add_budget_args(p: argparse.ArgumentParser) -> None:
+def _add_load_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--memory-budget", metavar="SIZE", default=None,
         help="keep at most SIZE of weights in memory (e.g. 6G, 512M): dense weights resident, "
@@ -30,11 +30,14 @@ def _add_budget_args(p: argparse.ArgumentParser) -> None:
                    help="expert cache replacement policy under --memory-budget (default lfu)")
     p.add_argument("--no-prefetch", action="store_true",
                    help="under --memory-budget, do not read ahead the next layer's likely experts")
+    p.add_argument("--activations", choices=["int16", "int8"], default="int16",
+                   help="how q8_0/mxfp4 products round activations: int16 blocks (default) or "
+                   "int8 blocks (faster generation, coarser; docs/PERFORMANCE.md)")
 
 
-def _budget_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+def _load_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     return {"memory_budget": args.memory_budget, "policy": args.policy,
-            "prefetch": not args.no_prefetch}
+            "prefetch": not args.no_prefetch, "activations": args.activations}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -90,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("-t", "--threads", type=int, default=None, help="worker threads")
     bench.add_argument("-r", "--repetitions", type=int, default=3, help="timed repetitions")
     bench.add_argument("--json", action="store_true", help="print one JSON object")
-    _add_budget_args(bench)
+    _add_load_args(bench)
 
     ver = sub.add_parser("verify", help="check every checksum of a model.bin")
     ver.add_argument("model")
@@ -131,7 +134,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     import edgemoe
 
     with edgemoe.load(args.model, threads=args.threads, n_ctx=args.ctx,
-                      **_budget_kwargs(args)) as model:
+                      **_load_kwargs(args)) as model:
         try:
             return _run_loaded(model, args)
         finally:
@@ -342,7 +345,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         n_gen=args.n_gen,
         threads=args.threads,
         repetitions=args.repetitions,
-        **_budget_kwargs(args),
+        **_load_kwargs(args),
     )
     print(format_result(result, as_json=args.json))
     return 0

@@ -51,6 +51,10 @@ class ModelInfo:
     dense_bytes: int
 
 
+#: How the integer (q8_0, mxfp4) kernels round activations, by name: bits per value.
+ACTIVATION_BITS = {"int16": 16, "int8": 8}
+
+
 def _default_threads() -> int:
     try:
         import psutil
@@ -81,6 +85,7 @@ class Model:
         policy: str = "lfu",
         prefetch: bool = True,
         io_threads: int = 2,
+        activations: str = "int16",
     ) -> None:
         from edgemoe.budget import POLICIES, parse_size
 
@@ -88,6 +93,9 @@ class Model:
         budget = 0 if memory_budget is None else parse_size(memory_budget)
         if policy not in POLICIES:
             raise InvalidArgumentError(f"policy must be one of {sorted(POLICIES)}, got {policy!r}")
+        if activations not in ACTIVATION_BITS:
+            raise InvalidArgumentError(
+                f"activations must be one of {sorted(ACTIVATION_BITS)}, got {activations!r}")
         if not 1 <= io_threads <= 64:
             raise InvalidArgumentError(f"io_threads must be in 1..64, got {io_threads}")
         if threads is not None and threads < 1:
@@ -95,6 +103,7 @@ class Model:
         if n_ctx is not None and n_ctx < 1:
             raise InvalidArgumentError(f"n_ctx must be >= 1, got {n_ctx}")
         self.threads = threads or _default_threads()
+        self.activations = activations
         self._ptr: Any = ffi.NULL
         self._lock = threading.RLock()
         self._tokenizer: tiktoken.Encoding | None = None
@@ -105,7 +114,7 @@ class Model:
         out = ffi.new("edgemoe_model **")
         params = ffi.new("edgemoe_model_params *", {
             "memory_budget": budget, "policy": POLICIES[policy], "io_threads": io_threads,
-            "no_predict": 0 if prefetch else 1})
+            "no_predict": 0 if prefetch else 1, "activation_bits": ACTIVATION_BITS[activations]})
         rv = lib.edgemoe_model_open_params(os.fsencode(self.path), params, out, err, _ERR_LEN)
         _native.check(rv, ffi.string(err).decode("utf-8", "replace"))
         self._ptr = out[0]

@@ -27,7 +27,9 @@ TYPE_IDS = {"f32": 0, "bf16": 2, "q8_0": 4, "mxfp4": 5}
 #: (type, rows, cols): gpt-oss-20b attention/dense (2880 × 2880 q8_0 or bf16) and experts
 #: (gate_up 5760 × 2880 and down 2880 × 2880, mxfp4).
 SHAPES = [("q8_0", 2880, 2880), ("bf16", 2880, 2880), ("mxfp4", 5760, 2880), ("mxfp4", 2880, 2880)]
-SETS = ["reference", "avx2", "neon"]
+#: Kernel sets, and for the integer ones the activation rounding (bits): "avx2-int8" is the
+#: avx2 set with edgemoe_model_params.activation_bits = 8.
+SETS = ["reference", "avx2", "avx2-int8", "neon", "neon-int8"]
 DRAM_BYTES = 256 << 20
 
 RESULTS: list[tuple[str, str, str, float]] = []
@@ -50,7 +52,11 @@ def table() -> Iterator[None]:
 @pytest.mark.parametrize("kernels", SETS)
 def test_matvec_bandwidth(benchmark: Any, kernels: str, type_: str, rows: int, cols: int,
                           residency: str) -> None:
-    if not lib.edgemoe_kernels_available(kernels.encode()):
+    set_name, _, bits_name = kernels.partition("-")
+    bits = 8 if bits_name == "int8" else 16
+    if bits == 8 and type_ not in ("q8_0", "mxfp4"):
+        pytest.skip("int8 activations concern the integer (q8_0, mxfp4) kernels only")
+    if not lib.edgemoe_kernels_available(set_name.encode()):
         pytest.skip(f"kernel set {kernels!r} does not run on this CPU / build")
     if kernels == "reference" and residency == "dram":
         pytest.skip("the reference is compute-bound: where the weights live does not matter")
@@ -62,13 +68,14 @@ def test_matvec_bandwidth(benchmark: Any, kernels: str, type_: str, rows: int, c
     x = g.standard_normal(cols).astype(np.float32)
     y = np.zeros(rows, dtype=np.float32)
     xp, yp = ffi.from_buffer("float[]", x), ffi.from_buffer("float[]", y)
-    name, type_id = kernels.encode(), TYPE_IDS[type_]
+    name, type_id = set_name.encode(), TYPE_IDS[type_]
     state = {"i": 0}
 
     def run() -> None:
         w = weights[state["i"] % copies]
         state["i"] += 1
-        assert lib.edgemoe_kernel_matvec(name, type_id, w, rows, cols, xp, yp) == lib.EDGEMOE_OK
+        assert lib.edgemoe_kernel_matmul(name, type_id, w, rows, cols, xp, 1, bits,
+                                         yp) == lib.EDGEMOE_OK
 
     slow = kernels == "reference"
     benchmark.pedantic(run, rounds=3 if slow else max(30, 2 * copies), iterations=1,
@@ -98,7 +105,7 @@ def test_matmul_throughput(benchmark: Any, kernels: str, type_: str, rows: int, 
 
     def run() -> None:
         assert lib.edgemoe_kernel_matmul(kernels.encode(), TYPE_IDS[type_], wp, rows, cols, xp,
-                                         n_tok, yp) == lib.EDGEMOE_OK
+                                         n_tok, 16, yp) == lib.EDGEMOE_OK
 
     benchmark.pedantic(run, rounds=10, iterations=1, warmup_rounds=1)
     gflops = 2 * rows * cols * n_tok / benchmark.stats.stats.min / 1e9
