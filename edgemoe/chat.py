@@ -21,7 +21,8 @@ from edgemoe.sampling import Sampler, SamplingParams
 if TYPE_CHECKING:
     from edgemoe.model import Model
 
-__all__ = ["ChatResult", "ContentDelta", "Done", "ReasoningDelta", "ToolCall", "Usage", "chat"]
+__all__ = ["ChatResult", "ContentDelta", "Done", "ReasoningDelta", "ToolCall", "Usage", "chat",
+           "chat_events"]
 
 
 @dataclass
@@ -63,7 +64,7 @@ def chat(
     """See :meth:`edgemoe.model.Model.chat`."""
     params = SamplingParams(temperature=temperature, top_p=top_p)
     prompt = encode_chat(model.tokenizer, messages, reasoning_effort=reasoning_effort, tools=tools)
-    events = _chat_events(model, prompt, max_tokens, Sampler(params, seed))
+    events = chat_events(model, prompt, max_tokens, Sampler(params, seed))
     if stream:
         return events
     result: ChatResult | None = None
@@ -74,11 +75,19 @@ def chat(
     return result
 
 
-def _chat_events(
-    model: Model, prompt: list[int], max_tokens: int, sampler: Sampler
+def chat_events(
+    model: Model,
+    prompt: list[int],
+    max_tokens: int,
+    sampler: Sampler,
+    stats: GenerationStats | None = None,
 ) -> Iterator[ChatEvent]:
+    """The assistant's turn after ``prompt`` (harmony token ids ending in
+    ``<|start|>assistant``) as events, the last a :class:`Done`. ``stats`` (if given) is
+    filled in as generation runs, so a caller that stops early still has the counts. The
+    model's lock is held while the iterator is open: close it to stop early."""
     parser = HarmonyStreamParser(model.tokenizer)
-    stats = GenerationStats()
+    stats = stats if stats is not None else GenerationStats()
     stops = set(STOP_TOKENS_ASSISTANT_ACTIONS) | set(model.eos_token_ids)
     with model._lock:
         session = model._shared_session()

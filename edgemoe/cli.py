@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -80,6 +81,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--stats", action="store_true",
                      help="at exit, print the expert cache's counters and peak RSS on stderr")
 
+    srv = sub.add_parser("serve", help="serve a model over an OpenAI-compatible HTTP API")
+    _add_model_args(srv)
+    srv.add_argument("--host", default="127.0.0.1",
+                     help="address to listen on (default 127.0.0.1: this machine only)")
+    srv.add_argument("--port", type=int, default=8080, help="TCP port (default 8080; 0: any)")
+    srv.add_argument("--api-key", default=None,
+                     help="require 'Authorization: Bearer KEY' (default: the EDGEMOE_API_KEY "
+                     "environment variable, else no key)")
+    srv.add_argument("--quiet", action="store_true", help="do not log each request")
+
     info = sub.add_parser("info", help="describe a model.bin")
     info.add_argument("model")
     info.add_argument(
@@ -121,12 +132,29 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_verify(args)
         if args.command == "bench":
             return cmd_bench(args)
+        if args.command == "serve":
+            return cmd_serve(args)
     except EdgemoeError as exc:
         print(f"edgemoe: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
     return 2
+
+
+# ------------------------------------------------------------------------- serve
+def cmd_serve(args: argparse.Namespace) -> int:
+    import edgemoe
+    from edgemoe.server import serve
+
+    if not 0 <= args.port <= 65535:
+        print(f"edgemoe serve: error: --port must be in 0..65535, got {args.port}", file=sys.stderr)
+        return 2
+    key = args.api_key if args.api_key is not None else os.environ.get("EDGEMOE_API_KEY")
+    with edgemoe.load(args.model, threads=args.threads, n_ctx=args.ctx,
+                      **_load_kwargs(args)) as model:
+        serve(model, args.host, args.port, api_key=key or None, quiet=args.quiet)
+    return 0
 
 
 # ------------------------------------------------------------------------- run

@@ -119,25 +119,22 @@ def generate_tokens(
         stats.generation_seconds = time.perf_counter() - t0
 
 
-class TextStreamer:
-    """Turns token ids into text pieces: whole UTF-8 characters only, and text that could be
-    the start of a stop string held back until it is known not to be one."""
+class StopStrings:
+    """Cuts a stream of text at the first of some stop strings: text that could be the start
+    of a stop string is held back until it is known not to be one."""
 
-    def __init__(self, token_bytes: Callable[[int], bytes], stop: Sequence[str] = ()) -> None:
-        self._token_bytes = token_bytes
-        self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
+    def __init__(self, stop: Sequence[str] = ()) -> None:
         self._stop = [s for s in stop if s]
         self._pending = ""
         self.stopped = False
 
-    def push(self, token: int) -> str:
-        """Add one token; return the text that is now safe to emit ('' if none)."""
-        self._pending += self._decoder.decode(self._token_bytes(token))
+    def push(self, text: str) -> str:
+        """Add text; return the text that is now safe to emit ('' if none)."""
+        self._pending += text
         return self._release(final=False)
 
     def flush(self) -> str:
         """Return whatever is still held back (at the end of generation)."""
-        self._pending += self._decoder.decode(b"", final=True)
         return self._release(final=True)
 
     def _release(self, final: bool) -> str:
@@ -161,6 +158,29 @@ class TextStreamer:
         cut = len(self._pending) - hold
         out, self._pending = self._pending[:cut], self._pending[cut:]
         return out
+
+
+class TextStreamer:
+    """Turns token ids into text pieces: whole UTF-8 characters only, cut at stop strings
+    (:class:`StopStrings`)."""
+
+    def __init__(self, token_bytes: Callable[[int], bytes], stop: Sequence[str] = ()) -> None:
+        self._token_bytes = token_bytes
+        self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        self._stops = StopStrings(stop)
+
+    @property
+    def stopped(self) -> bool:
+        return self._stops.stopped
+
+    def push(self, token: int) -> str:
+        """Add one token; return the text that is now safe to emit ('' if none)."""
+        return self._stops.push(self._decoder.decode(self._token_bytes(token)))
+
+    def flush(self) -> str:
+        """Return whatever is still held back (at the end of generation)."""
+        self._stops.push(self._decoder.decode(b"", final=True))
+        return self._stops.flush()
 
 
 def generate_text(
