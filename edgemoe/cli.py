@@ -10,8 +10,6 @@ from typing import Any
 
 from edgemoe.errors import EdgemoeError
 
-DIM, RESET = "\x1b[2m", "\x1b[0m"
-
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="path to a model.bin written by 'edgemoe quantize'")
@@ -171,6 +169,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _run_loaded(model: Any, args: argparse.Namespace) -> int:
+    from edgemoe.repl import ChatRepl
+
     if args.raw:
         if args.prompt is None:
             print("edgemoe: error: --raw needs a prompt (-p)", file=sys.stderr)
@@ -181,9 +181,9 @@ def _run_loaded(model: Any, args: argparse.Namespace) -> int:
         messages.append({"role": "developer", "content": args.system})
     if args.prompt is not None:
         messages.append({"role": "user", "content": args.prompt})
-        _chat_turn(model, messages, args)
+        ChatRepl(model, args, messages).turn()
         return 0
-    return _repl(model, messages, args)
+    return ChatRepl(model, args, messages).run()
 
 
 def _run_raw(model: Any, args: argparse.Namespace) -> int:
@@ -205,78 +205,6 @@ def _run_raw(model: Any, args: argparse.Namespace) -> int:
     if not args.no_stats:
         print(Usage.from_stats(stats).line(), file=sys.stderr)
     return 0
-
-
-def _chat_turn(model: Any, messages: list[dict[str, Any]], args: argparse.Namespace) -> str:
-    """Stream one assistant turn; append it to ``messages``; return its content."""
-    from edgemoe.chat import ContentDelta, Done, ReasoningDelta, ToolCall
-
-    content: list[str] = []
-    show = args.show_reasoning
-    in_reasoning = False
-    result = None
-    events = model.chat(
-        messages,
-        reasoning_effort=args.effort,
-        max_tokens=args.max_tokens,
-        temperature=args.temp,
-        top_p=args.top_p,
-        seed=args.seed,
-        stream=True,
-    )
-    try:
-        for ev in events:
-            if isinstance(ev, ReasoningDelta) and show:
-                if not in_reasoning:
-                    sys.stderr.write(DIM)
-                    in_reasoning = True
-                sys.stderr.write(ev.text)
-                sys.stderr.flush()
-            elif isinstance(ev, ContentDelta):
-                if in_reasoning:
-                    sys.stderr.write(RESET + "\n")
-                    in_reasoning = False
-                content.append(ev.text)
-                sys.stdout.write(ev.text)
-                sys.stdout.flush()
-            elif isinstance(ev, ToolCall):
-                sys.stdout.write(f"\n[tool call {ev.name}({ev.arguments})]")
-            elif isinstance(ev, Done):
-                result = ev.result
-    except KeyboardInterrupt:
-        close = getattr(events, "close", None)
-        if close:
-            close()
-        sys.stdout.write(" [interrupted]")
-    if in_reasoning:
-        sys.stderr.write(RESET)
-    sys.stdout.write("\n")
-    sys.stdout.flush()
-    text = "".join(content)
-    messages.append({"role": "assistant", "content": text})
-    if result is not None and not args.no_stats:
-        print(result.usage.line(), file=sys.stderr)
-    return text
-
-
-def _repl(model: Any, messages: list[dict[str, Any]], args: argparse.Namespace) -> int:
-    print("edgemoe chat — empty line or Ctrl-D to quit, /reset to start over.", file=sys.stderr)
-    while True:
-        try:
-            line = input("> ")
-        except EOFError:
-            print(file=sys.stderr)
-            return 0
-        except KeyboardInterrupt:
-            print(file=sys.stderr)
-            continue
-        if not line.strip():
-            return 0
-        if line.strip() == "/reset":
-            del messages[sum(1 for m in messages if m["role"] == "developer") :]
-            continue
-        messages.append({"role": "user", "content": line})
-        _chat_turn(model, messages, args)
 
 
 # ------------------------------------------------------------------------- info

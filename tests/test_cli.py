@@ -60,13 +60,16 @@ def test_run_raw(chat_model_path: Path) -> None:
 def test_interactive_run_reads_stdin(chat_model_path: Path) -> None:
     p = subprocess.run(
         [sys.executable, "-m", "edgemoe", "run", str(chat_model_path), "-n", "4", "--temp", "0"],
-        input="Hi\n/reset\nAgain\n\n",
+        input="Hi\n/reset\n/effort high\n/reasoning on\n/bogus\nAgain\n\n",
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert p.returncode == 0, p.stderr
-    assert p.stderr.count("generation:") == 2
+    assert p.stderr.count("generation:") == 2 and p.stderr.count("RSS") == 2
+    for said in ("conversation cleared", "reasoning effort: high", "reasoning shown",
+                 "unknown command '/bogus'"):
+        assert said in p.stderr
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,8 @@ def test_ruff_clean() -> None:
     cmd = [ruff] if ruff else [sys.executable, "-m", "ruff"]
     try:
         proc = subprocess.run(
-            [*cmd, "check", "edgemoe", "tools", "tests", "bench", "build.py", "setup.py"],
+            [*cmd, "check", "edgemoe", "tools", "tests", "bench", "examples", "build.py",
+             "setup.py"],
             cwd=ROOT,
             capture_output=True,
             text=True,
