@@ -148,7 +148,30 @@ def _bool(body: Mapping[str, Any], name: str) -> bool:
     return v
 
 
+def _unsupported(body: Mapping[str, Any]) -> None:
+    """Fields edgemoe does not implement: accepted at their neutral value (clients send
+    them), refused otherwise rather than silently ignored."""
+    for name in ("presence_penalty", "frequency_penalty"):
+        if _number(body, name, 0.0, -2.0, 2.0) != 0.0:
+            raise ApiError(400, f"'{name}' is not supported (only 0)", param=name)
+    bias = body.get("logit_bias")
+    if bias is not None and not isinstance(bias, dict):
+        raise _type_error("logit_bias", "an object", bias)
+    if bias:
+        raise ApiError(400, "'logit_bias' is not supported", param="logit_bias")
+    if _bool(body, "logprobs") or body.get("top_logprobs") not in (None, 0):
+        raise ApiError(400, "'logprobs' is not supported", param="logprobs")
+    fmt = body.get("response_format")
+    if fmt is not None and not (isinstance(fmt, dict) and fmt.get("type") == "text"):
+        raise ApiError(400, "'response_format' other than {\"type\": \"text\"} is not "
+                       "supported", param="response_format")
+    for name in ("user", "model"):
+        if body.get(name) is not None and not isinstance(body[name], str):
+            raise _type_error(name, "a string", body[name])
+
+
 def _sampling(body: Mapping[str, Any], default_max: int | None) -> Sampling:
+    _unsupported(body)
     max_tokens = _int(body, "max_completion_tokens", 1)
     if max_tokens is None:
         max_tokens = _int(body, "max_tokens", 1)
@@ -167,7 +190,9 @@ def _sampling(body: Mapping[str, Any], default_max: int | None) -> Sampling:
     options = body.get("stream_options")
     if options is not None and not isinstance(options, dict):
         raise _type_error("stream_options", "an object", options)
-    include_usage = _bool(options or {}, "include_usage")
+    include_usage = (options or {}).get("include_usage") or False
+    if not isinstance(include_usage, bool):
+        raise _type_error("stream_options.include_usage", "a boolean", include_usage)
     return Sampling(
         max_tokens=max_tokens if max_tokens is not None else default_max,
         temperature=_number(body, "temperature", 1.0, 0.0, 2.0),
@@ -208,6 +233,8 @@ def chat_request(body: Mapping[str, Any]) -> ChatRequest:
     if tools is not None and not (isinstance(tools, list)
                                   and all(isinstance(t, dict) for t in tools)):
         raise _type_error("tools", "a list of tool objects", tools)
+    if not isinstance(body.get("parallel_tool_calls", True), bool):
+        raise _type_error("parallel_tool_calls", "a boolean", body["parallel_tool_calls"])
     choice = body.get("tool_choice")
     if choice not in (None, "auto", "none"):
         raise ApiError(400, "'tool_choice' must be \"auto\" or \"none\" (the model decides)",

@@ -39,6 +39,8 @@ if TYPE_CHECKING:
 
 #: Largest request body accepted (bytes).
 MAX_BODY_BYTES = 4 << 20
+#: Seconds a connection may stay silent while its request is read (or between requests).
+IDLE_TIMEOUT_S = 120
 
 
 class ClientGone(Exception):
@@ -85,6 +87,7 @@ class Handler(BaseHTTPRequestHandler):
     server: EdgemoeServer
     protocol_version = "HTTP/1.1"
     server_version = "edgemoe"
+    timeout = IDLE_TIMEOUT_S   # a client that stops sending holds only its own thread, briefly
 
     # ------------------------------------------------------------- plumbing
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature

@@ -206,3 +206,30 @@ def test_chat_prompt_is_harmony(chatm) -> None:
     text = chatm.decode(ids)
     assert text.startswith("<|start|>system<|message|>") and text.endswith("<|start|>assistant")
     assert "Reasoning: low" in text
+
+
+def test_chat_turn_reuses_the_prefix_with_the_same_numbers(chat_model_path: Path) -> None:
+    """A second turn keeps the KV cache of what it shares with the first (usage.reused_tokens)
+    and gives exactly what a fresh model gives for the whole conversation."""
+    turn1 = [{"role": "user", "content": "Name a colour."}]
+    with edgemoe.load(chat_model_path, n_ctx=512) as m:
+        first = m.chat(turn1, max_tokens=6, temperature=0)
+        turn2 = turn1 + [{"role": "assistant", "content": first.content},
+                         {"role": "user", "content": "Another one?"}]
+        second = m.chat(turn2, max_tokens=6, temperature=0)
+        assert second.usage is not None and first.usage is not None
+        assert second.usage.reused_tokens >= first.usage.prompt_tokens
+    with edgemoe.load(chat_model_path, n_ctx=512) as fresh:
+        again = fresh.chat(turn2, max_tokens=6, temperature=0)
+        assert again.usage is not None and again.usage.reused_tokens == 0
+    assert again.tokens == second.tokens
+
+
+def test_reused_prefix_logits_equal_full_evaluation(tiny) -> None:
+    a, b = IDS, IDS[:12] + [9, 8, 7, 6]
+    s = tiny.session()
+    s.eval(a)
+    keep = s.common_prefix(b)
+    assert keep == 12
+    s.truncate(keep)
+    np.testing.assert_array_equal(s.eval(b[keep:]), tiny.logits(b)[keep:])

@@ -321,3 +321,18 @@ def test_disconnect_mid_stream_frees_the_model(scripted: tuple[Any, Script, Any]
     script.delay, script.text = 0.0, "<|channel|>final<|message|>next<|return|>"
     assert c.chat.completions.create(model="m", messages=HELLO).choices[0].message.content == \
         "next"
+
+
+def test_chat_stop_sequences(scripted: tuple[Any, Script, Any]) -> None:
+    c, script, _ = scripted
+    script.text = ("<|channel|>analysis<|message|>say hello world<|end|><|start|>assistant"
+                   "<|channel|>final<|message|>Hello world, and more.<|return|>")
+    r = c.chat.completions.create(model="m", messages=HELLO, stop=["world", "zzz"])
+    assert r.choices[0].message.content == "Hello "
+    assert r.choices[0].message.reasoning_content == "say hello world"   # stops apply to content
+    assert r.choices[0].finish_reason == "stop"
+    assert script.closed.is_set()
+    chunks = list(c.chat.completions.create(model="m", messages=HELLO, stop="world",
+                                            stream=True))
+    assert "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices) == "Hello "
+    assert chunks[-1].choices[0].finish_reason == "stop"
