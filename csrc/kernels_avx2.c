@@ -675,6 +675,38 @@ INLINE __m256 scale_sums(__m256 acc, __m256i sums, __m256 ws, __m256 xd) {
     return _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(sums), xd), ws, acc);
 }
 
+/* acc plus the groups g .. n_groups−1 (fewer than 8) of an mxfp4 row over int16 q: zero sums
+ * and activation scales pad the chunk, scale bytes 127. Every one-token mxfp4 kernel ends here. */
+static __m256 mxfp4_tail(__m256 acc, const uint8_t *groups, const uint8_t *scales, int64_t g,
+                         int64_t n_groups, const int16_t *q, const float *xd) {
+    if (g >= n_groups) return acc;
+    const int64_t n = n_groups - g;
+    __m256i p[IBLK];
+    uint8_t e[IBLK] = {127, 127, 127, 127, 127, 127, 127, 127};
+    for (int64_t i = 0; i < IBLK; i++)
+        p[i] = i < n ? mxfp4_group_dot(groups + (g + i) * GROUP_BYTES, q + (g + i) * QK_MXFP4)
+                     : _mm256_setzero_si256();
+    memcpy(e, scales + g, (size_t)n);
+    const __m256 ws = e8m0_half_scales(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i_u *)e)));
+    return scale_sums(acc, reduce8_epi32(p), ws, load_xd(xd + g, n));
+}
+
+/* acc plus the blocks b .. n_blocks−1 (fewer than 8) of a q8_0 row over int16 q: zero sums,
+ * weight scales and activation scales pad the chunk. */
+static __m256 q8_0_tail(__m256 acc, const uint8_t *row, int64_t b, int64_t n_blocks,
+                        const int16_t *q, const float *xd) {
+    if (b >= n_blocks) return acc;
+    const int64_t n = n_blocks - b;
+    __m256i p[IBLK];
+    float ws[IBLK] = {0};
+    for (int64_t i = 0; i < IBLK; i++) {
+        const uint8_t *block = row + (size_t)(b + i) * sizeof(block_q8_0);
+        p[i] = i < n ? q8_0_block_dot(block, q + (b + i) * QK8_0) : _mm256_setzero_si256();
+        if (i < n) ws[i] = _cvtsh_ss(load_u16(block));
+    }
+    return scale_sums(acc, reduce8_epi32(p), _mm256_loadu_ps(ws), load_xd(xd + b, n));
+}
+
 /* One mxfp4 row (fast scale bytes only) · one token's int16 activations, weights in registers. */
 static float row_mxfp4_i16(const uint8_t *groups, const uint8_t *scales, int64_t n_groups,
                            const int16_t *q, const float *xd) {
@@ -688,18 +720,7 @@ static float row_mxfp4_i16(const uint8_t *groups, const uint8_t *scales, int64_t
         const __m256i e = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i_u *)(scales + g)));
         acc = scale_sums(acc, sums, e8m0_half_scales(e), _mm256_loadu_ps(xd + g));
     }
-    if (g < n_groups) {   /* tail: zero sums and activation scales, scale bytes 127 */
-        const int64_t n = n_groups - g;
-        __m256i p[IBLK];
-        uint8_t e[IBLK] = {127, 127, 127, 127, 127, 127, 127, 127};
-        for (int64_t i = 0; i < IBLK; i++)
-            p[i] = i < n ? mxfp4_group_dot(groups + (g + i) * GROUP_BYTES, q + (g + i) * QK_MXFP4)
-                         : _mm256_setzero_si256();
-        memcpy(e, scales + g, (size_t)n);
-        const __m256 ws = e8m0_half_scales(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i_u *)e)));
-        acc = scale_sums(acc, reduce8_epi32(p), ws, load_xd(xd + g, n));
-    }
-    return hsum_ps(acc);
+    return hsum_ps(mxfp4_tail(acc, groups, scales, g, n_groups, q, xd));
 }
 
 /* One q8_0 row · one token's int16 activations, weights in registers. */
@@ -716,18 +737,7 @@ static float row_q8_0_i16(const uint8_t *row, int64_t n_blocks, const int16_t *q
         const __m256i sums = SUMS8(q8_0_block_dot, blocks, sizeof(block_q8_0), q + b * QK8_0);
         acc = scale_sums(acc, sums, q8_0_scales8(blocks), _mm256_loadu_ps(xd + b));
     }
-    if (b < n_blocks) {   /* tail: zero sums, weight scales and activation scales */
-        const int64_t n = n_blocks - b;
-        __m256i p[IBLK];
-        float ws[IBLK] = {0};
-        for (int64_t i = 0; i < IBLK; i++) {
-            const uint8_t *block = row + (size_t)(b + i) * sizeof(block_q8_0);
-            p[i] = i < n ? q8_0_block_dot(block, q + (b + i) * QK8_0) : _mm256_setzero_si256();
-            if (i < n) ws[i] = _cvtsh_ss(load_u16(block));
-        }
-        acc = scale_sums(acc, reduce8_epi32(p), _mm256_loadu_ps(ws), load_xd(xd + b, n));
-    }
-    return hsum_ps(acc);
+    return hsum_ps(q8_0_tail(acc, row, b, n_blocks, q, xd));
 }
 
 /*
@@ -790,18 +800,7 @@ static float row_mxfp4_i8(const uint8_t *groups, const uint8_t *scales, int64_t 
         const __m256i e = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i_u *)(scales + g)));
         acc = scale_sums(acc, sums, e8m0_half_scales(e), _mm256_loadu_ps(xd + g));
     }
-    if (g < n_groups) {   /* tail: as row_mxfp4_i16 */
-        const int64_t n = n_groups - g;
-        __m256i p[IBLK];
-        uint8_t e[IBLK] = {127, 127, 127, 127, 127, 127, 127, 127};
-        for (int64_t i = 0; i < IBLK; i++)
-            p[i] = i < n ? mxfp4_group_dot(groups + (g + i) * GROUP_BYTES, q + (g + i) * QK_MXFP4)
-                         : _mm256_setzero_si256();
-        memcpy(e, scales + g, (size_t)n);
-        const __m256 ws = e8m0_half_scales(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i_u *)e)));
-        acc = scale_sums(acc, reduce8_epi32(p), ws, load_xd(xd + g, n));
-    }
-    return hsum_ps(acc);
+    return hsum_ps(mxfp4_tail(acc, groups, scales, g, n_groups, q, xd));
 }
 
 /* q8_0 (QACT_ORDER_NATURAL): int16 → int8, in order. */
@@ -830,18 +829,7 @@ static float row_q8_0_i8(const uint8_t *row, int64_t n_blocks, const int8_t *q8,
         const __m256i sums = SUMS8(q8_0_block_dot_i8, blocks, sizeof(block_q8_0), q8 + b * QK8_0);
         acc = scale_sums(acc, sums, q8_0_scales8(blocks), _mm256_loadu_ps(xd + b));
     }
-    if (full == n_blocks) return hsum_ps(acc);
-    /* the tail exactly as row_q8_0_i16 (which starts from acc = 0 over the same chunks) */
-    const int64_t n = n_blocks - full;
-    __m256i p[IBLK];
-    float ws[IBLK] = {0};
-    for (int64_t i = 0; i < IBLK; i++) {
-        const uint8_t *block = row + (size_t)(full + i) * sizeof(block_q8_0);
-        p[i] = i < n ? q8_0_block_dot(block, q + (full + i) * QK8_0) : _mm256_setzero_si256();
-        if (i < n) ws[i] = _cvtsh_ss(load_u16(block));
-    }
-    acc = scale_sums(acc, reduce8_epi32(p), _mm256_loadu_ps(ws), load_xd(xd + full, n));
-    return hsum_ps(acc);
+    return hsum_ps(q8_0_tail(acc, row, full, n_blocks, q, xd));
 }
 
 /*

@@ -177,6 +177,7 @@ class Handler(BaseHTTPRequestHandler):
         self._streaming = False
         try:
             if not self._authorized():
+                self.close_connection = True   # the body is not read
                 raise api.ApiError(401, "invalid or missing API key",
                                    type_="authentication_error", code="invalid_api_key")
             if path not in routes:
