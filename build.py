@@ -7,6 +7,8 @@ CDEF-END markers), so the declarations live in one place. Registered through
 Environment:
   EDGEMOE_WERROR=1    treat C warnings as errors (CI)
   EDGEMOE_DEBUG=1     -O0 -g instead of -O3
+  EDGEMOE_SANITIZE=1  AddressSanitizer + UndefinedBehaviorSanitizer (any UB aborts); load
+                      with LD_PRELOAD of the compiler's libasan (tests/test_sanitizers.py)
 """
 
 from __future__ import annotations
@@ -29,6 +31,10 @@ def read_cdef() -> str:
     return m.group(1)
 
 
+SANITIZE = ["-fsanitize=address,undefined", "-fno-sanitize-recover=undefined",
+            "-fno-omit-frame-pointer", "-g"]
+
+
 def compile_args() -> list[str]:
     args = ["-std=c11", "-Wall", "-Wextra", "-fvisibility=hidden", "-pthread"]
     if os.environ.get("EDGEMOE_DEBUG") == "1":
@@ -37,6 +43,15 @@ def compile_args() -> list[str]:
         args += ["-O3"]
     if os.environ.get("EDGEMOE_WERROR") == "1":
         args.append("-Werror")
+    if os.environ.get("EDGEMOE_SANITIZE") == "1":
+        args += SANITIZE
+    return args
+
+
+def link_args() -> list[str]:
+    args = ["-pthread"]   # the worker pool (csrc/pool.c)
+    if os.environ.get("EDGEMOE_SANITIZE") == "1":
+        args += SANITIZE
     return args
 
 
@@ -49,7 +64,7 @@ ffibuilder.set_source(
     include_dirs=[str(CSRC.relative_to(ROOT))],
     extra_compile_args=compile_args(),
     libraries=["m"],
-    extra_link_args=["-pthread"],   # the worker pool (csrc/pool.c)
+    extra_link_args=link_args(),
 )
 
 if __name__ == "__main__":

@@ -143,6 +143,10 @@ class Model:
             if getattr(self, "_file", None) is not None:
                 self._file.close()
                 self._file = None  # type: ignore[assignment]
+            # A Model and its shared Session refer to each other, so the object itself may
+            # wait for the cycle collector: let go of the large parts now.
+            self._tokenizer = None
+            self._session = None
 
     def __enter__(self) -> Model:
         return self
