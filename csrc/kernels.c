@@ -23,6 +23,10 @@
 #include "kernels_isa.h"
 #include "kernels_ref.h"
 
+#if defined(EDGEMOE_BUILD_AVX2) && defined(__GNUC__)
+#include <cpuid.h>
+#endif
+
 /* ---------------------------------------------------------------------------------------
  * What this CPU can run
  */
@@ -38,9 +42,11 @@ static atomic_int cpu_flags_cache;   /* 0 until the first probe */
 static int cpu_probe(void) {
     int flags = CPU_PROBED;
 #if defined(EDGEMOE_BUILD_AVX2) && defined(__GNUC__)
-    /* libgcc's cpu detection checks the OS has enabled the AVX state (XGETBV) too. */
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")
-        && __builtin_cpu_supports("f16c"))
+    /* The compiler runtime's detection checks the OS has enabled the AVX state (XGETBV) too.
+     * F16C comes from CPUID directly: clang's __builtin_cpu_supports does not know it. */
+    unsigned a = 0, b = 0, c = 0, d = 0;
+    const int f16c = __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C);
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && f16c)
         flags |= CPU_AVX2;
 #endif
 #if defined(EDGEMOE_BUILD_NEON)
