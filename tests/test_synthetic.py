@@ -202,3 +202,38 @@ def test_routing_skew_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str])
             write_synthetic("gpt-oss-tiny", tmp_path / "x.bin", routing_skew=bad,
                             progress=False)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_killed_conversion_leaves_no_model(tmp_path: Path) -> None:
+    """kill -9 while a conversion writes (its temporary file exists), at several points:
+    the destination never appears half-written (the writer renames a finished temporary file
+    over it), and a run that did finish left a complete, verified model."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "out.bin"
+    cmd = [sys.executable, "-m", "edgemoe", "quantize", "--synthetic", "gpt-oss-tiny", "-o",
+           str(out), "-q"]
+    interrupted = 0
+    for delay in (0.0, 0.02, 0.1, 0.3, 0.6):
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 120
+        while not any(p.name.startswith(".out.bin.") for p in tmp_path.iterdir()):
+            assert proc.poll() is None and time.monotonic() < deadline, "no temporary file seen"
+            time.sleep(0.002)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        leftovers = [p for p in tmp_path.iterdir() if p.name.startswith(".out.bin.")]
+        if out.exists():   # it finished before the kill: it must be whole
+            check = subprocess.run([sys.executable, "-m", "edgemoe", "verify", str(out)],
+                                   capture_output=True, text=True, timeout=300)
+            assert check.returncode == 0, check.stderr
+            out.unlink()
+        else:
+            interrupted += 1
+        for p in leftovers:
+            p.unlink()
+    assert interrupted >= 1, "every run finished before its kill"
