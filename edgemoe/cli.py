@@ -87,6 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument("--api-key", default=None,
                      help="require 'Authorization: Bearer KEY' (default: the EDGEMOE_API_KEY "
                      "environment variable, else no key)")
+    srv.add_argument("--request-timeout", type=float, default=600.0, metavar="S",
+                     help="stop a generation after S seconds (finish_reason \"length\"; "
+                     "default 600; 0: no limit)")
     srv.add_argument("--quiet", action="store_true", help="do not log each request")
 
     info = sub.add_parser("info", help="describe a model.bin")
@@ -151,7 +154,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     key = args.api_key if args.api_key is not None else os.environ.get("EDGEMOE_API_KEY")
     with edgemoe.load(args.model, threads=args.threads, n_ctx=args.ctx,
                       **_load_kwargs(args)) as model:
-        serve(model, args.host, args.port, api_key=key or None, quiet=args.quiet)
+        serve(model, args.host, args.port, api_key=key or None, quiet=args.quiet,
+              request_timeout=args.request_timeout)
     return 0
 
 

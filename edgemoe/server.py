@@ -16,6 +16,7 @@ import select
 import socket
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -41,6 +42,8 @@ if TYPE_CHECKING:
 MAX_BODY_BYTES = 4 << 20
 #: Seconds a connection may stay silent while its request is read (or between requests).
 IDLE_TIMEOUT_S = 120
+#: Default wall-clock limit of one generation (seconds, queueing excluded).
+REQUEST_TIMEOUT_S = 600.0
 
 
 class ClientGone(Exception):
@@ -55,8 +58,10 @@ class EdgemoeServer(ThreadingHTTPServer):
 
     def __init__(self, model: Model, host: str = "127.0.0.1", port: int = 8080, *,
                  api_key: str | None = None, model_id: str | None = None,
-                 max_body_bytes: int = MAX_BODY_BYTES) -> None:
+                 max_body_bytes: int = MAX_BODY_BYTES,
+                 request_timeout: float = REQUEST_TIMEOUT_S) -> None:
         self.model = model
+        self.request_timeout = request_timeout   # <= 0: none
         self.model_id = model_id or Path(model.path).stem
         self.api_key = api_key
         self.max_body_bytes = max_body_bytes
@@ -260,11 +265,21 @@ class Handler(BaseHTTPRequestHandler):
             self._event(api.usage_chunk(rid, name, "chat.completion.chunk", reply))
         self._event("[DONE]")
 
+    def _deadline(self) -> float:
+        """When the generation starting now must stop (finish_reason "length")."""
+        limit = self.server.request_timeout
+        return time.monotonic() + limit if limit > 0 else float("inf")
+
     def _run_chat(self, events: Iterator[Any], reply: api.Reply, s: api.Sampling,
                   rid: str) -> None:
         name = self.server.model_id
         stops = StopStrings(s.stop)
+        deadline = None
         for ev in events:
+            deadline = deadline or self._deadline()   # counted from the first event: after queueing
+            if time.monotonic() > deadline:
+                reply.finish_reason = "length"
+                return
             delta: dict[str, Any] | None = None
             if isinstance(ev, ReasoningDelta):
                 reply.reasoning += ev.text
@@ -309,9 +324,13 @@ class Handler(BaseHTTPRequestHandler):
         pieces = generate_text(model, ids, max_tokens=min(s.max_tokens or room, room),
                                temperature=s.temperature, top_p=s.top_p, seed=s.seed,
                                stop=s.stop, stats=stats)
-        text = ""
+        text, deadline, timed_out = "", None, False
         try:
             for piece in pieces:
+                deadline = deadline or self._deadline()
+                if time.monotonic() > deadline:
+                    timed_out = True
+                    break
                 text += piece
                 if s.stream:
                     self._event(api.completion(rid, name, piece, None, None))
@@ -320,7 +339,8 @@ class Handler(BaseHTTPRequestHandler):
         finally:
             pieces.close()
         reply = api.Reply(prompt_tokens=len(ids), completion_tokens=stats.generated_tokens,
-                          cached_tokens=stats.reused_tokens, finish_reason=stats.finish_reason)
+                          cached_tokens=stats.reused_tokens,
+                          finish_reason="length" if timed_out else stats.finish_reason)
         if not s.stream:
             return self._send_json(200, api.completion(rid, name, text, reply, reply.finish_reason))
         self._event(api.completion(rid, name, "", None, reply.finish_reason))
@@ -330,10 +350,12 @@ class Handler(BaseHTTPRequestHandler):
 
 
 def serve(model: Model, host: str = "127.0.0.1", port: int = 8080, *,
-          api_key: str | None = None, quiet: bool = False) -> None:
+          api_key: str | None = None, quiet: bool = False,
+          request_timeout: float = REQUEST_TIMEOUT_S) -> None:
     """Serve ``model`` until interrupted (Ctrl-C)."""
     try:
-        server = EdgemoeServer(model, host, port, api_key=api_key)
+        server = EdgemoeServer(model, host, port, api_key=api_key,
+                               request_timeout=request_timeout)
     except OSError as e:
         raise EdgemoeError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
     server.quiet = quiet

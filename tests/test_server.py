@@ -336,3 +336,35 @@ def test_chat_stop_sequences(scripted: tuple[Any, Script, Any]) -> None:
                                             stream=True))
     assert "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices) == "Hello "
     assert chunks[-1].choices[0].finish_reason == "stop"
+
+
+def test_a_slow_client_does_not_block_others(scripted: tuple[Any, Script, Any]) -> None:
+    """Slow-loris: connections that send half a request and stall hold only their threads."""
+    import socket
+
+    c, script, server = scripted
+    host, port = server.server_address[:2]
+    stalled = []
+    for _ in range(5):
+        s = socket.create_connection((host, port))
+        s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nContent-Length: 5000\r\n")
+        stalled.append(s)
+    script.text = "<|channel|>final<|message|>still here<|return|>"
+    t0 = time.monotonic()
+    r = c.chat.completions.create(model="m", messages=HELLO)
+    assert r.choices[0].message.content == "still here"
+    assert time.monotonic() - t0 < 10
+    for s in stalled:
+        s.close()
+
+
+def test_request_time_limit(scripted: tuple[Any, Script, Any]) -> None:
+    c, script, server = scripted
+    server.request_timeout = 0.5
+    script.text = "<|channel|>final<|message|>" + "la " * 400
+    script.delay = 0.01   # 4 s if nobody stops it
+    t0 = time.monotonic()
+    r = c.chat.completions.create(model="m", messages=HELLO, max_tokens=400)
+    assert time.monotonic() - t0 < 3
+    assert r.choices[0].finish_reason == "length"
+    assert 0 < r.usage.completion_tokens < 400
