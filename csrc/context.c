@@ -174,6 +174,8 @@ int edgemoe_context_eval(edgemoe_context *ctx, const int32_t *tokens, int32_t n_
     ctx->error[0] = '\0';
     int rc = eval_check(ctx, tokens, n_tokens, logits, logits_mode);
     if (rc) return rc;
+    rc = model_check_file(ctx->model, ctx->error, sizeof ctx->error);
+    if (rc) return rc;
     const size_t n_vocab = (size_t)ctx->model->hp.n_vocab;
     for (int32_t i = 0; i < n_tokens; i += CONTEXT_BATCH) {
         const int32_t n = n_tokens - i < CONTEXT_BATCH ? n_tokens - i : CONTEXT_BATCH;

@@ -5,8 +5,9 @@
  * The file is untrusted. Every offset and length read from it is checked against the real
  * file size, with overflow-safe arithmetic, before anything is read through it. The
  * mapping is read-only and shared, so experts are paged in only when a token routes to
- * them. (If another process truncates the file while it is mapped, reads fault with
- * SIGBUS: nothing a reader can check for.)
+ * them. The descriptor stays open: model_check_file compares the file's length with the
+ * mapping's before each evaluation, so a file truncated between calls is an error; one
+ * truncated during a call can still fault with SIGBUS.
  */
 #define _POSIX_C_SOURCE 200809L
 
@@ -68,10 +69,25 @@ static int file_map(loader *ld, edgemoe_model *m) {
         } else {
             m->map = p;
             m->map_size = (size_t)st.st_size;
+            m->fd = fd;   /* model_check_file's */
+            return EDGEMOE_OK;
         }
     }
     close(fd);
     return rc;
+}
+
+int model_check_file(const edgemoe_model *m, char *err, size_t err_len) {
+    struct stat st;
+    if (m->fd < 0) return EDGEMOE_OK;
+    if (fstat(m->fd, &st) != 0)
+        return error_write(err, err_len, EDGEMOE_ERR_IO, "%s: cannot stat: %s", m->path,
+                           strerror(errno));
+    if ((uint64_t)st.st_size < (uint64_t)m->map_size)
+        return error_write(err, err_len, EDGEMOE_ERR_IO,
+                           "%s: the model file was truncated to %lld bytes while in use (it had "
+                           "%zu); reopen it", m->path, (long long)st.st_size, m->map_size);
+    return EDGEMOE_OK;
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -201,6 +217,7 @@ int edgemoe_model_open(const char *path, edgemoe_model **out, char *err, size_t 
         free(path_copy);
         return loader_fail(&ld, EDGEMOE_ERR_NOMEM, "out of memory");
     }
+    m->fd = -1;
     m->path = strcpy(path_copy, path);
     m->act_bits = 16;
     char msg[256];
@@ -256,6 +273,7 @@ void edgemoe_model_free(edgemoe_model *model) {
     if (!model) return;
     expert_cache_free(model->cache);
     if (model->map) munmap((void *)model->map, model->map_size);
+    if (model->fd >= 0) close(model->fd);
     free(model->layers);
     free(model->experts);
     free((void *)model->advised);

@@ -76,6 +76,14 @@ typedef struct layer_weights {
 #define LAYER_DENSE_TENSORS 13
 void layer_dense_tensors(layer_weights *L, tensor *out[LAYER_DENSE_TENSORS]);
 
+/*
+ * EDGEMOE_OK while the mapped file is still as long as the mapping; EDGEMOE_ERR_IO with a
+ * message naming the file in err once something truncated it. Called before each eval, so a
+ * file truncated between calls is an error instead of SIGBUS (one truncated during a call
+ * can still fault: docs/SECURITY.md).
+ */
+int model_check_file(const edgemoe_model *m, char *err, size_t err_len);
+
 /* The bytes of a bound tensor (its shape was checked against the file at open). */
 size_t tensor_bytes(const tensor *t);
 
@@ -85,6 +93,7 @@ struct edgemoe_model {
     int act_bits;                /* 16 or 8: activation rounding of the integer kernels (qact) */
     const uint8_t *map;        /* the whole file, mapped read-only */
     size_t map_size;
+    int fd;                    /* the mapped file, kept open to notice truncation; -1: none */
     hparams hp;
     tensor embed;              /* [V, H] */
     tensor norm;               /* [H] model.norm */

@@ -185,3 +185,27 @@ def test_bench_reports_the_cache(budget_model: Path) -> None:
     assert r["memory_budget"] == BUDGET and r["policy"] == "lfu"
     assert 0.0 <= r["cache"]["hit_rate"] <= 1.0 and r["cache"]["n_slots"] == 24
     assert r["first_token_s"] > 0
+
+
+def test_plain_mapping_truncated_between_calls_is_a_clear_error(tmp_path: Path) -> None:
+    """Without a budget the file is mapped: a truncation between calls is caught before any
+    read (a fresh process, so a SIGBUS would show as a crash, not take pytest down)."""
+    path = write_random_model(tmp_path / "model.bin", seed=5)
+    child = f"""
+import edgemoe
+from edgemoe.errors import EdgemoeError
+with edgemoe.load({str(path)!r}, n_ctx=64) as m:
+    s = m.session()
+    s.eval([1, 2, 3], logits="last")
+    with open({str(path)!r}, "r+b") as f:
+        f.truncate({path.stat().st_size // 3})
+    try:
+        s.eval([4], logits="last")
+    except EdgemoeError as e:
+        print("error:", e, "n_past", s.n_past)
+"""
+    proc = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, f"exit {proc.returncode}: {proc.stderr[-2000:]}"
+    assert "truncated to" in proc.stdout and "model.bin" in proc.stdout, proc.stdout
+    assert proc.stdout.strip().endswith("n_past 3")
