@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from edgemoe.errors import ModelIOError
 from edgemoe.format import (
     ALIGNMENT,
     ARCHITECTURE,
@@ -116,9 +117,12 @@ def _as_byte_views(data: Any) -> Iterator[memoryview]:
             yield from _as_byte_views(chunk)
 
 
-def _pwrite_all(fd: int, view: memoryview, offset: int) -> None:
+def _pwrite_all(fd: int, view: memoryview, offset: int, where: Path) -> None:
     while len(view):
-        n = os.pwrite(fd, view, offset)
+        try:
+            n = os.pwrite(fd, view, offset)
+        except OSError as e:   # disk full, I/O error: name the file, not a bare errno
+            raise ModelIOError(f"{where}: cannot write: {e.strerror or e}") from None
         view = view[n:]
         offset += n
 
@@ -167,13 +171,17 @@ class ModelWriter:
         self._crcs: dict[str, int] = {}
         self._fd: int | None = None
         self._tmp: str | None = None
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp",
-                                   dir=self.path.parent)
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp",
+                                       dir=self.path.parent)
+        except OSError as e:
+            raise ModelIOError(f"{self.path}: cannot create a file in {self.path.parent}: "
+                               f"{e.strerror or e}") from None
         self._fd, self._tmp = fd, tmp
         try:
             os.ftruncate(fd, self.file_length)
             header = _header_bytes(self._meta, self._infos, self.spans)
-            _pwrite_all(fd, memoryview(header), HEADER_OFFSET)
+            _pwrite_all(fd, memoryview(header), HEADER_OFFSET, self.path)
         except BaseException:
             self.abort()
             raise
@@ -212,7 +220,7 @@ class ModelWriter:
         for view in _as_byte_views(data):
             if pos + len(view) > end:
                 raise ValueError(f"{self.path}: tensor {name!r}: more than {info.length} bytes")
-            _pwrite_all(self._fd, view, pos)
+            _pwrite_all(self._fd, view, pos, self.path)
             crc = zlib.crc32(view, crc)
             pos += len(view)
         if pos != end:
@@ -237,13 +245,16 @@ class ModelWriter:
             header = _header_bytes(self._meta, infos, self.spans)
             header += b" " * (self.header_length - len(header))
             assert len(header) == self.header_length
-            _pwrite_all(self._fd, memoryview(header), HEADER_OFFSET)
+            _pwrite_all(self._fd, memoryview(header), HEADER_OFFSET, self.path)
             pre = PREAMBLE.pack(MAGIC, VERSION, zlib.crc32(header), HEADER_OFFSET,
                                 self.header_length, self.data_offset, self.file_length,
                                 ALIGNMENT, self.expert_alignment, bytes(8))
-            _pwrite_all(self._fd, memoryview(pre), 0)
+            _pwrite_all(self._fd, memoryview(pre), 0, self.path)
             os.fchmod(self._fd, 0o666 & ~_umask())
-            os.fsync(self._fd)
+            try:
+                os.fsync(self._fd)   # where a full disk may first show
+            except OSError as e:
+                raise ModelIOError(f"{self.path}: cannot write: {e.strerror or e}") from None
             os.close(self._fd)
             self._fd = None
             os.replace(self._tmp, self.path)

@@ -237,3 +237,26 @@ def test_killed_conversion_leaves_no_model(tmp_path: Path) -> None:
         for p in leftovers:
             p.unlink()
     assert interrupted >= 1, "every run finished before its kill"
+
+
+def test_full_disk_is_a_clear_error_and_leaves_nothing(tmp_path: Path) -> None:
+    """A conversion onto a 4 MiB filesystem (a tmpfs mounted in a private mount namespace)
+    fails naming the file and the cause, and leaves the directory empty."""
+    import shutil
+    import subprocess
+    import sys
+
+    unshare = shutil.which("unshare")
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    if not unshare or subprocess.run([unshare, "-rm", "mount", "-t", "tmpfs", "-o", "size=4m",
+                                      "tmpfs", str(mnt)], capture_output=True).returncode:
+        pytest.skip("cannot mount a small tmpfs here (needs user and mount namespaces)")
+    script = (f"mount -t tmpfs -o size=4m tmpfs {mnt} && "
+              f"{sys.executable} -m edgemoe quantize --synthetic gpt-oss-tiny -o {mnt}/out.bin -q;"
+              f" echo rc=$?; ls -A {mnt}")
+    proc = subprocess.run([unshare, "-rm", "sh", "-c", script], capture_output=True, text=True,
+                          timeout=300)
+    assert f"{mnt}/out.bin: cannot write: No space left on device" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert proc.stdout.split() == ["rc=1"], proc.stdout   # and nothing left in the directory
