@@ -749,27 +749,27 @@ static float row_q8_0_i16(const uint8_t *row, int64_t n_blocks, const int16_t *q
  */
 #define I8_MAX_COLS 16384   /* larger rows take the int16 kernels */
 
-/* mxfp4: per pair of groups (A, B) of a full chunk, 64 bytes [A even | B even][A odd | B odd]
- * (even: elements 0, 2, .., 30), from QACT_ORDER_EVEN_ODD_HALVES. Tail groups are not packed. */
+/* mxfp4: per pair of groups (A, B), 64 bytes [A even | B even][A odd | B odd] (even: elements
+ * 0, 2, .., 30), from QACT_ORDER_EVEN_ODD_HALVES; an odd last group is paired with zeros.
+ * out holds n_groups rounded up to even × 32 bytes. */
 static void pack_i8_mxfp4(const int16_t *q, int64_t n_groups, int8_t *out) {
-    const int64_t full = n_groups - n_groups % IBLK;
-    for (int64_t g = 0; g < full; g += 2) {
+    for (int64_t g = 0; g < n_groups; g += 2) {
         for (int h = 0; h < 2; h++) {   /* group A (h = 0), B (h = 1) */
             const int16_t *src = q + (g + h) * QK_MXFP4;
             int8_t *even = out + g * QK_MXFP4 + h * 16, *odd = even + 32;
             for (int i = 0; i < 16; i++) {   /* element 2i and 2i+1 */
                 const int half = i / 8, k = i % 8;
-                even[i] = (int8_t)src[half * 16 + k];
-                odd[i] = (int8_t)src[half * 16 + 8 + k];
+                even[i] = g + h < n_groups ? (int8_t)src[half * 16 + k] : 0;
+                odd[i] = g + h < n_groups ? (int8_t)src[half * 16 + 8 + k] : 0;
             }
         }
     }
 }
 
-/* 8 int32 lanes: lanes 0..3 partial sums of group A, 4..7 of group B (32 bytes at packed). */
-INLINE __m256i mxfp4_pair_dot_i8(const uint8_t *packed, const int8_t *q) {
+/* 8 int32 lanes: lanes 0..3 partial sums of group A, 4..7 of group B, from their 32 packed
+ * bytes (B's all zero for a last, unpaired group: its codes decode to 0). */
+INLINE __m256i mxfp4_pair_dot_i8_bytes(__m256i bytes, const int8_t *q) {
     const __m256i nibble = _mm256_set1_epi8(0x0F);
-    const __m256i bytes = _mm256_loadu_si256((const __m256i_u *)packed);
     const __m256i even = _mm256_shuffle_epi8(fp4_doubled_lut(), _mm256_and_si256(bytes, nibble));
     const __m256i odd = _mm256_shuffle_epi8(fp4_doubled_lut(),
                                             _mm256_and_si256(_mm256_srli_epi16(bytes, 4), nibble));
@@ -782,9 +782,19 @@ INLINE __m256i mxfp4_pair_dot_i8(const uint8_t *packed, const int8_t *q) {
     return _mm256_madd_epi16(pairs, _mm256_set1_epi16(1));
 }
 
+INLINE __m256i mxfp4_pair_dot_i8(const uint8_t *packed, const int8_t *q) {
+    return mxfp4_pair_dot_i8_bytes(_mm256_loadu_si256((const __m256i_u *)packed), q);
+}
+
+/* [S_g .. S_g+7] from the pair sums p[k] of groups g+2k, g+2k+1 (lanes: A×4 | B×4). */
+INLINE __m256i pair_block_sums(__m256i p0, __m256i p1, __m256i p2, __m256i p3) {
+    /* quad_sums gives [S_g, S_g+2, S_g+4, S_g+6 | S_g+1, S_g+3, S_g+5, S_g+7] */
+    return _mm256_permutevar8x32_epi32(quad_sums(pair_sums(p0, p1), pair_sums(p2, p3)),
+                                       _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
 static float row_mxfp4_i8(const uint8_t *groups, const uint8_t *scales, int64_t n_groups,
-                          const int8_t *q8, const int16_t *q, const float *xd) {
-    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+                          const int8_t *q8, const float *xd) {
     __m256 acc = _mm256_setzero_ps();
     int64_t g = 0;
     for (; g + IBLK <= n_groups; g += IBLK) {
@@ -792,15 +802,32 @@ static float row_mxfp4_i8(const uint8_t *groups, const uint8_t *scales, int64_t 
         const int8_t *a = q8 + g * QK_MXFP4;
         prefetch_ahead(w);
         prefetch_ahead(w + 64);
-        /* halves: [S_g, S_g+2, S_g+4, S_g+6 | S_g+1, S_g+3, S_g+5, S_g+7] */
-        const __m256i halves = quad_sums(pair_sums(mxfp4_pair_dot_i8(w, a), mxfp4_pair_dot_i8(w + 32, a + 64)),
-                                         pair_sums(mxfp4_pair_dot_i8(w + 64, a + 128),
-                                                   mxfp4_pair_dot_i8(w + 96, a + 192)));
-        const __m256i sums = _mm256_permutevar8x32_epi32(halves, order);
+        const __m256i sums = pair_block_sums(mxfp4_pair_dot_i8(w, a), mxfp4_pair_dot_i8(w + 32, a + 64),
+                                             mxfp4_pair_dot_i8(w + 64, a + 128),
+                                             mxfp4_pair_dot_i8(w + 96, a + 192));
         const __m256i e = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i_u *)(scales + g)));
         acc = scale_sums(acc, sums, e8m0_half_scales(e), _mm256_loadu_ps(xd + g));
     }
-    return hsum_ps(mxfp4_tail(acc, groups, scales, g, n_groups, q, xd));
+    if (g < n_groups) {   /* the last n < 8 groups, padded as mxfp4_tail pads them: same sums */
+        const int64_t n = n_groups - g;
+        __m256i p[IBLK / 2];
+        for (int64_t k = 0; k < IBLK / 2; k++) {
+            const int64_t a = g + 2 * k;
+            const uint8_t *w = groups + a * GROUP_BYTES;
+            if (a + 1 < n_groups)
+                p[k] = mxfp4_pair_dot_i8(w, q8 + a * QK_MXFP4);
+            else if (a < n_groups)   /* never read past the row's last group */
+                p[k] = mxfp4_pair_dot_i8_bytes(
+                    _mm256_zextsi128_si256(_mm_loadu_si128((const __m128i_u *)w)), q8 + a * QK_MXFP4);
+            else
+                p[k] = _mm256_setzero_si256();
+        }
+        uint8_t e[IBLK] = {127, 127, 127, 127, 127, 127, 127, 127};
+        memcpy(e, scales + g, (size_t)n);
+        const __m256 ws = e8m0_half_scales(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i_u *)e)));
+        acc = scale_sums(acc, pair_block_sums(p[0], p[1], p[2], p[3]), ws, load_xd(xd + g, n));
+    }
+    return hsum_ps(acc);
 }
 
 /* q8_0 (QACT_ORDER_NATURAL): int16 → int8, in order. */
@@ -1091,7 +1118,7 @@ static void matvec_int8_avx2(const tensor *w, int64_t r0, int64_t r1, const qact
                              size_t row_bytes) {
     const int mxfp4 = w->type == EDGEMOE_TYPE_MXFP4;
     const int64_t n_blocks = w->cols / 32;
-    int8_t q8[I8_MAX_COLS];
+    int8_t q8[I8_MAX_COLS + 2 * QK_MXFP4];   /* mxfp4 pads to whole pairs */
     if (mxfp4) pack_i8_mxfp4(x->q, n_blocks, q8);
     else pack_i8_natural(x->q, w->cols, q8);
     for (int64_t r = r0; r < r1; r++) {
@@ -1101,7 +1128,7 @@ static void matvec_int8_avx2(const tensor *w, int64_t r0, int64_t r1, const qact
             continue;
         }
         const uint8_t *sc = w->data + (size_t)w->rows * row_bytes + (size_t)r * (size_t)n_blocks;
-        y[r] = scales_fast(sc, (size_t)n_blocks) ? row_mxfp4_i8(row, sc, n_blocks, q8, x->q, x->d)
+        y[r] = scales_fast(sc, (size_t)n_blocks) ? row_mxfp4_i8(row, sc, n_blocks, q8, x->d)
                                                  : row_exact(w, r, x->x);
     }
 }
