@@ -723,22 +723,26 @@ static float row_mxfp4_i16(const uint8_t *groups, const uint8_t *scales, int64_t
     return hsum_ps(mxfp4_tail(acc, groups, scales, g, n_groups, q, xd));
 }
 
-/* One q8_0 row · one token's int16 activations, weights in registers. */
-static float row_q8_0_i16(const uint8_t *row, int64_t n_blocks, const int16_t *q, const float *xd) {
-    __m256 acc = _mm256_setzero_ps();
-    int64_t b = 0;
-    for (; b + IBLK <= n_blocks; b += IBLK) {
-        const uint8_t *blocks = row + (size_t)b * sizeof(block_q8_0);
-        prefetch_ahead(blocks);
-        prefetch_ahead(blocks + 64);
-        prefetch_ahead(blocks + 128);
-        prefetch_ahead(blocks + 192);
-        prefetch_ahead(blocks + 256);
-        const __m256i sums = SUMS8(q8_0_block_dot, blocks, sizeof(block_q8_0), q + b * QK8_0);
-        acc = scale_sums(acc, sums, q8_0_scales8(blocks), _mm256_loadu_ps(xd + b));
+/*
+ * One q8_0 row · one token, weights in registers: chunks of 8 blocks summed by DOT over qc
+ * (the int16 q, or their int8 copy), the tail over the int16 q; the same float steps for both,
+ * which keeps the int8 route bit-identical to the int16 one.
+ */
+#define DEFINE_ROW_Q8_0(NAME, QTYPE, DOT)                                                        \
+    static float NAME(const uint8_t *row, int64_t n_blocks, const QTYPE *qc, const int16_t *q,  \
+                      const float *xd) {                                                         \
+        __m256 acc = _mm256_setzero_ps();                                                        \
+        int64_t b = 0;                                                                           \
+        for (; b + IBLK <= n_blocks; b += IBLK) {                                                \
+            const uint8_t *blocks = row + (size_t)b * sizeof(block_q8_0);                        \
+            for (int k = 0; k < 5; k++) prefetch_ahead(blocks + 64 * k); /* 272 bytes */         \
+            const __m256i sums = SUMS8(DOT, blocks, sizeof(block_q8_0), qc + b * QK8_0);         \
+            acc = scale_sums(acc, sums, q8_0_scales8(blocks), _mm256_loadu_ps(xd + b));          \
+        }                                                                                        \
+        return hsum_ps(q8_0_tail(acc, row, b, n_blocks, q, xd));                                 \
     }
-    return hsum_ps(q8_0_tail(acc, row, b, n_blocks, q, xd));
-}
+
+DEFINE_ROW_Q8_0(row_q8_0_i16, int16_t, q8_0_block_dot)
 
 /*
  * One token over int8 activations (qact bits 8: every q within ±127). The weight sums are the
@@ -842,22 +846,7 @@ INLINE __m256i q8_0_block_dot_i8(const uint8_t *block, const int8_t *q) {
                              _mm256_set1_epi16(1));
 }
 
-static float row_q8_0_i8(const uint8_t *row, int64_t n_blocks, const int8_t *q8, const int16_t *q,
-                         const float *xd) {
-    const int64_t full = n_blocks - n_blocks % IBLK;
-    __m256 acc = _mm256_setzero_ps();
-    for (int64_t b = 0; b < full; b += IBLK) {
-        const uint8_t *blocks = row + (size_t)b * sizeof(block_q8_0);
-        prefetch_ahead(blocks);
-        prefetch_ahead(blocks + 64);
-        prefetch_ahead(blocks + 128);
-        prefetch_ahead(blocks + 192);
-        prefetch_ahead(blocks + 256);
-        const __m256i sums = SUMS8(q8_0_block_dot_i8, blocks, sizeof(block_q8_0), q8 + b * QK8_0);
-        acc = scale_sums(acc, sums, q8_0_scales8(blocks), _mm256_loadu_ps(xd + b));
-    }
-    return hsum_ps(q8_0_tail(acc, row, full, n_blocks, q, xd));
-}
+DEFINE_ROW_Q8_0(row_q8_0_i8, int8_t, q8_0_block_dot_i8)
 
 /*
  * Several tokens (prefill). Rows are decoded to int16 once per call and every token's
@@ -1162,7 +1151,7 @@ static void matmul_int_avx2(const tensor *w, int64_t r0, int64_t r1, const qact 
             if (!fast_row || x->exact[t])
                 *out = row_exact(w, r, x->x + t * cols);
             else
-                *out = mxfp4 ? row_mxfp4_i16(row, sc, n_blocks, q, xd) : row_q8_0_i16(row, n_blocks, q, xd);
+                *out = mxfp4 ? row_mxfp4_i16(row, sc, n_blocks, q, xd) : row_q8_0_i16(row, n_blocks, q, q, xd);
         }
     }
 }
