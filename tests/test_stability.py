@@ -17,38 +17,42 @@ from pathlib import Path
 import pytest
 
 CHILD = r"""
-import json, os, sys, threading, urllib.request
+import json, os, sys, threading, time, urllib.request
 import psutil
 import edgemoe
 from edgemoe.server import EdgemoeServer
 
 path = sys.argv[1]
 proc = psutil.Process()
+handlers = threading.active_count() + 1   # main, plus the server's accept loop once started
 def sample():
+    # let the server's handler threads finish closing their connections (up to 5 s)
+    deadline = time.monotonic() + 5
+    while threading.active_count() > handlers and time.monotonic() < deadline:
+        time.sleep(0.01)
     return proc.memory_info().rss, proc.num_fds()
 
 out = {}
+def phase(name, op, warm, n):   # op(i) warm times, then samples around n more
+    for i in range(warm):
+        op(i)
+    out[name + "_before"] = sample()
+    for i in range(n):
+        op(i)
+    out[name + "_after"] = sample()
+
 with edgemoe.load(path, n_ctx=128, threads=2) as m:
     def gen(i):
         if i % 2:
             with m.session() as s:
                 s.eval(m.encode("Hello there"), logits="last")
         m.generate("Hello", max_tokens=2, temperature=0)
-    for i in range(100):
-        gen(i)
-    out["gen_before"] = sample()
-    for i in range(1000):
-        gen(i)
-    out["gen_after"] = sample()
+    phase("gen", gen, 100, 1000)
 
-for i in range(10):
+def load(i):
     with edgemoe.load(path) as m:
         m.generate("Hi", max_tokens=1)
-out["load_before"] = sample()
-for i in range(50):
-    with edgemoe.load(path) as m:
-        m.generate("Hi", max_tokens=1)
-out["load_after"] = sample()
+phase("load", load, 10, 50)
 
 with edgemoe.load(path, n_ctx=128, threads=1) as m:
     server = EdgemoeServer(m, "127.0.0.1", 0)
@@ -64,12 +68,7 @@ with edgemoe.load(path, n_ctx=128, threads=1) as m:
             headers={"Content-Type": "application/json"})
         with urllib.request.urlopen(req, timeout=60) as r:
             r.read()
-    for i in range(20):
-        ask(i)
-    out["server_before"] = sample()
-    for i in range(200):
-        ask(i)
-    out["server_after"] = sample()
+    phase("server", ask, 20, 200)
     server.shutdown()
     server.server_close()
 print(json.dumps(out))
