@@ -46,6 +46,12 @@ IDLE_TIMEOUT_S = 120
 REQUEST_TIMEOUT_S = 600.0
 
 
+def unauthorized() -> api.ApiError:
+    """The reply to a request without the right key (when --api-key is set)."""
+    return api.ApiError(401, "invalid or missing API key", type_="authentication_error",
+                        code="invalid_api_key")
+
+
 class ClientGone(Exception):
     """The client closed its connection."""
 
@@ -167,9 +173,7 @@ class Handler(BaseHTTPRequestHandler):
             return self._send_json(200, {"status": "ok",
                                          "active_requests": self.server.active_requests})
         if not self._authorized():
-            return self._send_error(api.ApiError(401, "invalid or missing API key",
-                                                 type_="authentication_error",
-                                                 code="invalid_api_key"))
+            return self._send_error(unauthorized())
         if path == "/v1/models":
             return self._send_json(200, {"object": "list", "data": [self._model_object()]})
         if path == f"/v1/models/{self.server.model_id}":
@@ -183,8 +187,7 @@ class Handler(BaseHTTPRequestHandler):
         try:
             if not self._authorized():
                 self.close_connection = True   # the body is not read
-                raise api.ApiError(401, "invalid or missing API key",
-                                   type_="authentication_error", code="invalid_api_key")
+                raise unauthorized()
             if path not in routes:
                 self.close_connection = True   # the body is not read
                 raise api.ApiError(404, f"no route POST {path}", code="not_found")
