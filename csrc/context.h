@@ -5,6 +5,7 @@
 #ifndef EDGEMOE_CONTEXT_H
 #define EDGEMOE_CONTEXT_H
 
+#include <stdatomic.h>
 #include <stdint.h>
 
 #include "edgemoe.h"
@@ -75,6 +76,10 @@ struct edgemoe_context {
     float *t_act;        /* [T, I] */
     int16_t *t_qa_q;     /* [T, D] */
     float *t_qa_d;       /* [T, D/32 + 1] */
+
+    /* a read of the mapping faulted (mapguard.h): set by any thread, read after each job */
+    atomic_int map_fault;
+    struct mapguard *batch_guard;   /* the caller's guard around the batch being evaluated */
 
     char error[512];     /* message of the last failed call, "" if none */
 };

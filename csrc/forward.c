@@ -16,18 +16,57 @@
  *
  * Threads. Matrix products split their rows, and attention its (token, head) pairs, between the
  * context's pool threads (pool.h); the cheap vector steps run on the calling thread.
+ *
+ * A file truncated under us. Every thread reads the mapping inside a guard (mapguard.h): the
+ * caller around the whole batch, each pool thread around its share of a job. A SIGBUS there
+ * makes the batch fail with an error naming the file, once every thread is out of the job.
  */
+#define _POSIX_C_SOURCE 200809L
+
 #include <math.h>
 #include <stdatomic.h>
 #include <string.h>
 
 #include "context.h"
 #include "expert_cache.h"
+#include "errbuf.h"
 #include "kernels_ref.h"
+#include "mapguard.h"
 #include "residency.h"
 
 /* Matrices with fewer rows than this run on one thread: a job costs a few microseconds. */
 #define PARALLEL_MIN_ROWS 64
+
+/* ---------------------------------------------------------------------------------------
+ * Pool jobs under a guard
+ */
+
+typedef struct guarded_job {
+    edgemoe_context *ctx;
+    pool_fn fn;
+    void *arg;
+} guarded_job;
+
+/* Share i of the job, inside a guard over the mapping: a fault ends the share early and marks
+ * the batch as failed. */
+static void guarded_share(void *arg, int i, int n) {
+    const guarded_job *job = arg;
+    const edgemoe_model *m = job->ctx->model;
+    mapguard g;
+    mapguard_push(&g, m->map, m->map_size);
+    if (sigsetjmp(g.env, 0) == 0) job->fn(job->arg, i, n);
+    else atomic_store_explicit(&job->ctx->map_fault, 1, memory_order_relaxed);
+    mapguard_leave(&g);
+}
+
+/* pool_run(fn, arg) on the context's threads; if a share faulted on the mapping, leave the
+ * batch (to forward_batch's guard) now that every thread is out of the job. */
+static void run(edgemoe_context *ctx, pool_fn fn, void *arg) {
+    guarded_job job = {.ctx = ctx, .fn = fn, .arg = arg};
+    pool_run(ctx->pool, guarded_share, &job);
+    if (atomic_load_explicit(&ctx->map_fault, memory_order_relaxed))
+        siglongjmp(ctx->batch_guard->env, 1);
+}
 
 /* ---------------------------------------------------------------------------------------
  * Matrix products over a batch
@@ -82,7 +121,7 @@ static void linear(edgemoe_context *ctx, const tensor *w, const tensor *b, const
         job.qa = &qa;
     }
     if (w->rows < PARALLEL_MIN_ROWS) linear_share(&job, 0, 1);
-    else pool_run(ctx->pool, linear_share, &job);
+    else run(ctx, linear_share, &job);
     if (b) {
         dequantize_row(b, 0, ctx->vec);
         for (int32_t t = 0; t < n; t++) vec_add(y + (size_t)t * (size_t)ldy, ctx->vec, w->rows);
@@ -189,7 +228,7 @@ static void forward_attention(edgemoe_context *ctx, int32_t layer, int32_t n, in
     }
     dequantize_row(&L->sinks, 0, ctx->sinks);
     attention_job job = {.ctx = ctx, .layer = layer, .n = n, .pos = pos, .sinks = ctx->sinks};
-    pool_run(ctx->pool, attention_share, &job);
+    run(ctx, attention_share, &job);
     linear(ctx, &L->wo, &L->bo, ctx->att, n, ctx->proj, (int64_t)H);
     vec_add(ctx->x, ctx->proj, (int64_t)(n * H));
 }
@@ -334,7 +373,7 @@ static int forward_moe(edgemoe_context *ctx, int32_t layer, int32_t n) {
     }
     experts_job job = {.ctx = ctx, .layer = L, .l = layer};
     if (n == 1 && pool_size(ctx->pool) > 1) {   /* one token: experts dealt out whole */
-        pool_run(ctx->pool, experts_share, &job);
+        run(ctx, experts_share, &job);
     } else {                                      /* a batch: expert by expert, rows split */
         for (int i = 0; i < n_used && !job.failed; i++) {
             const int e = used[i];
@@ -384,8 +423,8 @@ static int embed_token(edgemoe_context *ctx, int32_t id, float *x) {
     return EDGEMOE_OK;
 }
 
-int forward_batch(edgemoe_context *ctx, const int32_t *tokens, int32_t n, int32_t pos,
-                  float *logits, int32_t logits_mode) {
+static int forward_tokens(edgemoe_context *ctx, const int32_t *tokens, int32_t n, int32_t pos,
+                          float *logits, int32_t logits_mode) {
     const edgemoe_model *m = ctx->model;
     const size_t H = (size_t)m->hp.n_embd;
     int rc;
@@ -409,4 +448,24 @@ int forward_batch(edgemoe_context *ctx, const int32_t *tokens, int32_t n, int32_
     norm(ctx, &m->norm, ctx->x + first * H, ctx->xn, n - first);
     linear(ctx, &m->lm_head, NULL, ctx->xn, n - first, logits, m->hp.n_vocab);
     return EDGEMOE_OK;
+}
+
+int forward_batch(edgemoe_context *ctx, const int32_t *tokens, int32_t n, int32_t pos,
+                  float *logits, int32_t logits_mode) {
+    const edgemoe_model *m = ctx->model;
+    mapguard g;
+    int rc;
+    atomic_store_explicit(&ctx->map_fault, 0, memory_order_relaxed);
+    mapguard_push(&g, m->map, m->map_size);
+    ctx->batch_guard = &g;
+    if (sigsetjmp(g.env, 0) == 0) {
+        rc = forward_tokens(ctx, tokens, n, pos, logits, logits_mode);
+    } else {   /* a page of the mapping could not be read: the file shrank during the call */
+        rc = error_write(ctx->error, sizeof ctx->error, EDGEMOE_ERR_IO,
+                         "%s: the model file was truncated while in use (a read of the mapping "
+                         "failed during evaluation); reopen it", m->path);
+    }
+    ctx->batch_guard = NULL;
+    mapguard_leave(&g);
+    return rc;
 }

@@ -7,7 +7,8 @@
  * mapping is read-only and shared, so experts are paged in only when a token routes to
  * them. The descriptor stays open: model_check_file compares the file's length with the
  * mapping's before each evaluation, so a file truncated between calls is an error; one
- * truncated during a call can still fault with SIGBUS.
+ * truncated during a call makes the read fault, which forward.c's guards turn into an error
+ * (mapguard.h).
  */
 #define _POSIX_C_SOURCE 200809L
 
@@ -26,6 +27,7 @@
 #include "expert_cache.h"
 #include "residency.h"
 #include "loader.h"
+#include "mapguard.h"
 
 #define HEADER_MAX_LENGTH ((uint64_t)256 << 20)   /* the 120b model's header is a few MiB */
 
@@ -70,6 +72,7 @@ static int file_map(loader *ld, edgemoe_model *m) {
             m->map = p;
             m->map_size = (size_t)st.st_size;
             m->fd = fd;   /* model_check_file's */
+            (void)mapguard_install();   /* a fault on it during a call: an error (forward.c) */
             return EDGEMOE_OK;
         }
     }

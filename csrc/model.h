@@ -80,7 +80,7 @@ void layer_dense_tensors(layer_weights *L, tensor *out[LAYER_DENSE_TENSORS]);
  * EDGEMOE_OK while the mapped file is still as long as the mapping; EDGEMOE_ERR_IO with a
  * message naming the file in err once something truncated it. Called before each eval, so a
  * file truncated between calls is an error instead of SIGBUS (one truncated during a call
- * can still fault: docs/SECURITY.md).
+ * faults inside forward.c's guards: mapguard.h).
  */
 int model_check_file(const edgemoe_model *m, char *err, size_t err_len);
 
