@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING, Any
 from edgemoe.generate import GenerationStats, Usage, generate_tokens
 from edgemoe.harmony import encode_chat
 from edgemoe.harmony_parser import (
-    STOP_TOKENS_ASSISTANT_ACTIONS,
     ContentDelta,
     HarmonyStreamParser,
+    HarmonyTokens,
     ReasoningDelta,
     ToolCall,
 )
@@ -88,7 +88,7 @@ def chat_events(
     model's lock is held while the iterator is open: close it to stop early."""
     parser = HarmonyStreamParser(model.tokenizer)
     stats = stats if stats is not None else GenerationStats()
-    stops = set(STOP_TOKENS_ASSISTANT_ACTIONS) | set(model.eos_token_ids)
+    stops = set(HarmonyTokens.of(model.tokenizer).turn_stop) | set(model.eos_token_ids)
     with model._lock:
         session = model._shared_session()
         for tok in generate_tokens(

@@ -32,6 +32,7 @@ __all__ = [
     "STOP_TOKENS_ASSISTANT_ACTIONS",
     "ChatResult",
     "ContentDelta",
+    "HarmonyTokens",
     "Event",
     "HarmonyMessage",
     "HarmonyStreamParser",
@@ -55,13 +56,68 @@ TOKEN_NAMES = {
 
 #: Tokens that end a message: ``<|return|>`` (final answer done), ``<|end|>`` (a message
 #: such as the analysis is done; the assistant's turn goes on with ``<|start|>``) and
-#: ``<|call|>`` (a tool call is complete).
+#: ``<|call|>`` (a tool call is complete). o200k_harmony ids; :class:`HarmonyTokens` has
+#: them for any tokenizer.
 STOP_TOKENS: frozenset[int] = frozenset({RETURN, END, CALL})
 
 #: Tokens that end the assistant's turn, i.e. where generation should stop: ``<|return|>``
 #: and ``<|call|>``. ``<|end|>`` is deliberately absent: after ``...analysis...<|end|>``
 #: the model continues with ``<|start|>assistant<|channel|>final...``.
 STOP_TOKENS_ASSISTANT_ACTIONS: frozenset[int] = frozenset({RETURN, CALL})
+
+
+@dataclass(frozen=True)
+class HarmonyTokens:
+    """The ids of harmony's formatting tokens in one tokenizer.
+
+    gpt-oss's o200k_harmony has them at fixed ids (:data:`TOKEN_NAMES`); another model's
+    tokenizer (e.g. the bundled demo model's) has the same names at its own ids.
+    """
+
+    start: int
+    end: int
+    message: int
+    channel: int
+    constrain: int
+    return_: int
+    call: int
+
+    @classmethod
+    def of(cls, enc: tiktoken.Encoding) -> HarmonyTokens:
+        """Look the seven names up in ``enc``'s special tokens.
+
+        Raises:
+            TokenizerError: a name is not a special token of ``enc`` (the message names it).
+        """
+        ids: dict[str, int] = {}
+        for field_name, name in zip(
+            ("start", "end", "message", "channel", "constrain", "return_", "call"),
+            ("<|start|>", "<|end|>", "<|message|>", "<|channel|>", "<|constrain|>",
+             "<|return|>", "<|call|>"),
+            strict=True,
+        ):
+            try:
+                ids[field_name] = enc.encode_single_token(name)
+            except KeyError:
+                raise TokenizerError(
+                    f"encoding {enc.name!r} lacks the harmony token {name}"
+                ) from None
+            if name not in enc.special_tokens_set:
+                raise TokenizerError(
+                    f"encoding {enc.name!r} has {name} as ordinary text, not a special token"
+                )
+        return cls(**ids)
+
+    @property
+    def stop(self) -> frozenset[int]:
+        """Tokens that end a message (``<|return|>``, ``<|end|>``, ``<|call|>``)."""
+        return frozenset({self.return_, self.end, self.call})
+
+    @property
+    def turn_stop(self) -> frozenset[int]:
+        """Tokens that end the assistant's turn (``<|return|>``, ``<|call|>``)."""
+        return frozenset({self.return_, self.call})
+
 
 ROLES = ("system", "developer", "user", "assistant", "tool")
 
@@ -220,16 +276,12 @@ class HarmonyStreamParser:
     """
 
     def __init__(self, enc: tiktoken.Encoding, role: str = "assistant") -> None:
-        """Start parsing a completion whose prompt ended with ``<|start|>{role}``."""
-        for token_id, name in TOKEN_NAMES.items():
-            try:
-                ok = enc.encode_single_token(name) == token_id
-            except KeyError:
-                ok = False
-            if not ok:
-                raise TokenizerError(
-                    f"encoding {enc.name!r} lacks harmony token {name} = {token_id}"
-                )
+        """Start parsing a completion whose prompt ended with ``<|start|>{role}``.
+
+        Raises:
+            TokenizerError: ``enc`` lacks a harmony token.
+        """
+        self._ids = HarmonyTokens.of(enc)
         self._enc = enc
         self.messages: list[HarmonyMessage] = []
         self.done = False
@@ -250,7 +302,7 @@ class HarmonyStreamParser:
     def feed(self, token: int) -> list[Event]:
         """Consume one token id; return the events it produces (often none or one)."""
         if self._state == "expect_start":
-            if token == START:
+            if token == self._ids.start:
                 self._begin_header(None)
                 return []
             self._begin_header("assistant")
@@ -298,11 +350,11 @@ class HarmonyStreamParser:
             return "\N{REPLACEMENT CHARACTER}".encode()
 
     def _feed_header(self, token: int) -> list[Event]:
-        if token == MESSAGE:
+        if token == self._ids.message:
             text = self._header_bytes.decode("utf-8", "replace")
             self._start_content(_parse_header(text, self._role))
             return []
-        if token in STOP_TOKENS:
+        if token in self._ids.stop:
             if not self._header_tokens:
                 self._mark_stop(token)
                 self._state = "expect_start"
@@ -336,7 +388,7 @@ class HarmonyStreamParser:
         self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
 
     def _feed_content(self, token: int) -> list[Event]:
-        if token in STOP_TOKENS:
+        if token in self._ids.stop:
             return self._end_message(token)
         return self._emit(self._decoder.decode(self._token_bytes(token)))
 
@@ -382,7 +434,7 @@ class HarmonyStreamParser:
         return events
 
     def _mark_stop(self, stop: int | None) -> None:
-        if stop in STOP_TOKENS_ASSISTANT_ACTIONS:
+        if stop in self._ids.turn_stop:
             self.done = True
             self.stop_token = stop
 

@@ -576,3 +576,48 @@ def test_other_roles_produce_no_events(o200k_enc: Any) -> None:
     assert result.content == "A"
     assert result.messages[1] == HarmonyMessage("tool", "{}", "functions.f", "commentary",
                                                 "assistant", None)
+
+
+def _small_harmony_encoding(names: tuple[str, ...]) -> Any:
+    """A byte-only tiktoken encoding whose harmony tokens sit at small, non-o200k ids."""
+    import tiktoken
+
+    from edgemoe.tokenizer import O200K_PAT_STR
+
+    ranks = {bytes([b]): b for b in range(256)}
+    specials = {name: 256 + i for i, name in enumerate(names)}
+    return tiktoken.Encoding("small", pat_str=O200K_PAT_STR, mergeable_ranks=ranks,
+                             special_tokens=specials)
+
+
+HARMONY_NAMES = ("<|endoftext|>", "<|return|>", "<|constrain|>", "<|channel|>", "<|start|>",
+                 "<|end|>", "<|message|>", "<|call|>")
+
+
+def test_harmony_tokens_follow_the_tokenizer() -> None:
+    """A model with its own tokenizer (the bundled demo) has harmony's names at its own ids:
+    rendering, parsing and the stop sets use those."""
+    from edgemoe.harmony_parser import HarmonyTokens
+
+    enc = _small_harmony_encoding(HARMONY_NAMES)
+    ids = HarmonyTokens.of(enc)
+    assert (ids.return_, ids.start, ids.end, ids.call) == (257, 260, 261, 263)
+    assert ids.turn_stop == {257, 263} and ids.stop == {257, 261, 263}
+    completion = enc.encode(
+        "<|channel|>analysis<|message|>think<|end|><|start|>assistant<|channel|>final"
+        "<|message|>answer é<|return|>", allowed_special="all")
+    result = parse_completion(enc, completion)
+    assert (result.reasoning, result.content, result.stop_token) == ("think", "answer é", 257)
+    prompt = encode_chat(enc, [{"role": "user", "content": "hi <|end|>"}])
+    tail = [ids.start, *enc.encode("assistant")]
+    assert prompt[-len(tail):] == tail
+    assert prompt.count(ids.end) == 2   # system and user messages; the typed <|end|> is text
+
+
+def test_harmony_tokens_missing_is_a_clear_error() -> None:
+    from edgemoe.errors import TokenizerError
+    from edgemoe.harmony_parser import HarmonyStreamParser
+
+    enc = _small_harmony_encoding(tuple(n for n in HARMONY_NAMES if n != "<|call|>"))
+    with pytest.raises(TokenizerError, match=r"lacks the harmony token <\|call\|>"):
+        HarmonyStreamParser(enc)
