@@ -1,4 +1,4 @@
-"""The ``edgemoe`` command: run, info, quantize, verify."""
+"""The ``edgemoe`` command: run, serve, info, bench, quality, verify, quantize."""
 
 from __future__ import annotations
 
@@ -107,6 +107,29 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", action="store_true", help="print one JSON object")
     _add_load_args(bench)
 
+    qual = sub.add_parser(
+        "quality", help="what a quantization costs: KL divergence, same top token and "
+        "perplexity of model B against model A on a text (docs/QUALITY.md)")
+    qual.add_argument("model_a", help="the base: a model.bin or a Hugging Face checkpoint "
+                      "directory (run by transformers in fp32)")
+    qual.add_argument("model_b", help="the candidate: a model.bin or a checkpoint directory")
+    qual.add_argument("--text", metavar="FILE", default=None,
+                      help="UTF-8 text to read (default: edgemoe/data/heldout.txt if present)")
+    qual.add_argument("--ctx", type=int, default=512,
+                      help="window length in tokens; the second half of each is scored "
+                      "(default 512)")
+    qual.add_argument("--max-tokens", type=int, default=None, metavar="N",
+                      help="use only the first N tokens of the text")
+    qual.add_argument("-t", "--threads", type=int, default=None, help="worker threads")
+    for side in ("a", "b"):
+        qual.add_argument(f"--kernels-{side}", choices=["auto", "reference"], default=None,
+                          help=f"kernel set of model {side.upper()} if a model.bin (default: "
+                          "EDGEMOE_KERNELS, else auto)")
+        qual.add_argument(f"--activations-{side}", choices=["int16", "int8"], default=None,
+                          help=f"activation rounding of model {side.upper()} if a model.bin "
+                          "(default int16)")
+    qual.add_argument("--json", action="store_true", help="print one JSON object")
+
     ver = sub.add_parser("verify", help="check every checksum of a model.bin")
     ver.add_argument("model")
 
@@ -135,6 +158,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_bench(args)
         if args.command == "serve":
             return cmd_serve(args)
+        if args.command == "quality":
+            return cmd_quality(args)
     except EdgemoeError as exc:
         print(f"edgemoe: error: {exc}", file=sys.stderr)
         return 1
@@ -308,6 +333,42 @@ def cmd_bench(args: argparse.Namespace) -> int:
         **_load_kwargs(args),
     )
     print(format_result(result, as_json=args.json))
+    return 0
+
+
+def cmd_quality(args: argparse.Namespace) -> int:
+    from edgemoe import quality
+
+    if args.text is not None:
+        text_path = args.text
+    elif quality.DEFAULT_TEXT.is_file():
+        text_path = str(quality.DEFAULT_TEXT)
+    else:
+        print("edgemoe quality: error: --text FILE is required (there is no default held-out "
+              f"text at {quality.DEFAULT_TEXT})", file=sys.stderr)
+        return 2
+    if args.ctx < 3 or (args.max_tokens is not None and args.max_tokens < 1):
+        print("edgemoe quality: error: need --ctx >= 3 and --max-tokens >= 1", file=sys.stderr)
+        return 2
+    try:
+        with open(text_path, encoding="utf-8") as f:
+            text = f.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        print(f"edgemoe quality: error: cannot read {text_path}: {exc}", file=sys.stderr)
+        return 1
+
+    def progress(done: int, total: int, acc: quality.QualityAccumulator) -> None:
+        s = acc.result()
+        print(f"\r[{done}/{total}] {s.n_tokens} tokens, mean KLD {s.kld_mean:.6f}, "
+              f"same top {100 * s.same_top_rate:.2f} %", end="" if done < total else "\n",
+              file=sys.stderr, flush=True)
+
+    report = quality.run_quality(
+        args.model_a, args.model_b, text, ctx=args.ctx, max_tokens=args.max_tokens,
+        threads=args.threads, kernels_a=args.kernels_a, kernels_b=args.kernels_b,
+        activations_a=args.activations_a, activations_b=args.activations_b,
+        progress=progress if sys.stderr.isatty() else None)
+    print(quality.format_report(report, as_json=args.json))
     return 0
 
 
