@@ -11,8 +11,13 @@ from typing import Any
 from edgemoe.errors import EdgemoeError
 
 
-def _add_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", help="path to a model.bin written by 'edgemoe quantize'")
+def _add_model_args(p: argparse.ArgumentParser, optional: bool = False) -> None:
+    if optional:
+        p.add_argument("model", nargs="?", default=None,
+                       help="path to a model.bin written by 'edgemoe quantize' (default: the "
+                       "bundled demo model)")
+    else:
+        p.add_argument("model", help="path to a model.bin written by 'edgemoe quantize'")
     p.add_argument(
         "-t", "--threads", type=int, default=None, help="worker threads (default: physical cores)"
     )
@@ -50,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="chat with a model (one prompt with -p, else interactive)")
-    _add_model_args(run)
+    _add_model_args(run, optional=True)
     run.add_argument("-p", "--prompt", help="one prompt; answer it and exit")
     run.add_argument(
         "-n", "--max-tokens", type=int, default=1024, help="maximum new tokens (default 1024)"
@@ -188,6 +193,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     import edgemoe
 
+    if args.model is None:
+        from edgemoe.demo import demo_model_path
+
+        args.model = str(demo_model_path())
+        print("edgemoe: no MODEL given: running the bundled demo model (a 12 M-parameter "
+              "gpt-oss trained on Python's documentation; it knows nothing else)",
+              file=sys.stderr)
     with edgemoe.load(args.model, threads=args.threads, n_ctx=args.ctx,
                       **_load_kwargs(args)) as model:
         try:
