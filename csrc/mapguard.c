@@ -13,6 +13,7 @@
 
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -79,9 +80,12 @@ void mapguard_push(mapguard *g, const void *base, size_t size) {
     g->base = base;
     g->size = size;
     g->outer = innermost;
-    innermost = g;   /* publishing g: the handler of this same thread is the only reader */
+    /* g complete before it is published to this thread's handler, even under inlining/LTO */
+    atomic_signal_fence(memory_order_seq_cst);
+    innermost = g;
 }
 
 void mapguard_leave(mapguard *g) {
+    atomic_signal_fence(memory_order_seq_cst);   /* the guarded reads stay before this */
     innermost = g->outer;
 }
