@@ -16,7 +16,8 @@ lenient where openai-harmony raises, so a misbehaving model never breaks a chat 
 from __future__ import annotations
 
 import codecs
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 from edgemoe.errors import TokenizerError
@@ -90,14 +91,10 @@ class HarmonyTokens:
             TokenizerError: a name is not a special token of ``enc`` (the message names it).
         """
         ids: dict[str, int] = {}
-        for field_name, name in zip(
-            ("start", "end", "message", "channel", "constrain", "return_", "call"),
-            ("<|start|>", "<|end|>", "<|message|>", "<|channel|>", "<|constrain|>",
-             "<|return|>", "<|call|>"),
-            strict=True,
-        ):
+        # the fields are in TOKEN_NAMES's order
+        for f, name in zip(fields(cls), TOKEN_NAMES.values(), strict=True):
             try:
-                ids[field_name] = enc.encode_single_token(name)
+                ids[f.name] = enc.encode_single_token(name)
             except KeyError:
                 raise TokenizerError(
                     f"encoding {enc.name!r} lacks the harmony token {name}"
@@ -108,12 +105,12 @@ class HarmonyTokens:
                 )
         return cls(**ids)
 
-    @property
+    @cached_property
     def stop(self) -> frozenset[int]:
         """Tokens that end a message (``<|return|>``, ``<|end|>``, ``<|call|>``)."""
         return frozenset({self.return_, self.end, self.call})
 
-    @property
+    @cached_property
     def turn_stop(self) -> frozenset[int]:
         """Tokens that end the assistant's turn (``<|return|>``, ``<|call|>``)."""
         return frozenset({self.return_, self.call})
