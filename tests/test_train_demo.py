@@ -39,15 +39,15 @@ def test_tokenizer_roundtrip(tmp_path: Path) -> None:
 
 def test_qat_rounding_is_what_the_converter_stores() -> None:
     torch = pytest.importorskip("torch")
-    from train import _FakeMxfp4
+    from train import mxfp4_rounded
 
     from edgemoe.quant import bf16_to_f32, dequantize_mxfp4, quantize_mxfp4, to_bf16
 
     g = torch.Generator().manual_seed(0)
     w = torch.randn((3, 64, 96), generator=g) * 0.05           # HF layout [E, in, out]
-    q = _FakeMxfp4.rounded(w)
+    q = mxfp4_rounded(w)
     assert q.shape == w.shape and not torch.equal(q, w)
-    assert torch.equal(_FakeMxfp4.rounded(q), q)               # already on the grid
+    assert torch.equal(mxfp4_rounded(q), q)               # already on the grid
     saved = q.to(torch.bfloat16).float()                        # saved in bfloat16: exact
     assert torch.equal(saved, q)
     # the converter: bf16 → f32, transpose to [out, in], quantize along in

@@ -85,10 +85,10 @@ def docstring_documents() -> Iterator[Document]:
             tree = ast.parse(path.read_text(encoding="utf-8"))
         except (SyntaxError, UnicodeDecodeError, ValueError):
             continue
-        yield from _walk(tree, module, module)
+        yield from _walk(tree, module)
 
 
-def _walk(node: ast.AST, module: str, qualname: str) -> Iterator[Document]:
+def _walk(node: ast.AST, qualname: str) -> Iterator[Document]:
     doc = ast.get_docstring(node, clean=True) if isinstance(
         node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) else None
     if doc and len(doc) >= 60:
@@ -97,7 +97,7 @@ def _walk(node: ast.AST, module: str, qualname: str) -> Iterator[Document]:
         if isinstance(child, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
             if child.name.startswith("_"):
                 continue
-            yield from _walk(child, module, f"{qualname}.{child.name}")
+            yield from _walk(child, f"{qualname}.{child.name}")
 
 
 def documents() -> list[Document]:

@@ -95,20 +95,17 @@ def batches(examples: list[list[int]], seed: int):
         epoch += 1
 
 
-class _FakeMxfp4:
-    """Straight-through MXFP4 rounding of an HF expert tensor [E, in, out] (blocks of 32
-    along ``in``, as the converter quantizes the transposed [out, in] matrix)."""
+def mxfp4_rounded(w: object) -> object:
+    """An HF expert tensor [E, in, out] rounded to MXFP4 (blocks of 32 along ``in``, as the
+    converter quantizes the transposed [out, in] matrix), as a new tensor."""
+    import numpy as np
+    import torch
 
-    @staticmethod
-    def rounded(w: object) -> object:
-        import numpy as np
-        import torch
+    from edgemoe.quant import dequantize_mxfp4, quantize_mxfp4
 
-        from edgemoe.quant import dequantize_mxfp4, quantize_mxfp4
-
-        x = w.detach().float().transpose(1, 2).contiguous().numpy()   # [E, out, in]
-        q = dequantize_mxfp4(quantize_mxfp4(x), x.shape)
-        return torch.from_numpy(np.ascontiguousarray(q)).transpose(1, 2).to(w.dtype)
+    x = w.detach().float().transpose(1, 2).contiguous().numpy()   # [E, out, in]
+    q = dequantize_mxfp4(quantize_mxfp4(x), x.shape)
+    return torch.from_numpy(np.ascontiguousarray(q)).transpose(1, 2).to(w.dtype)
 
 
 def fake_quant_module() -> object:
@@ -117,7 +114,7 @@ def fake_quant_module() -> object:
     class Ste(torch.autograd.Function):
         @staticmethod
         def forward(ctx: object, w: object) -> object:
-            return _FakeMxfp4.rounded(w)
+            return mxfp4_rounded(w)
 
         @staticmethod
         def backward(ctx: object, g: object) -> object:
@@ -143,7 +140,7 @@ def heldout_loss(model: object, ids: list[int]) -> float:
     with torch.no_grad():
         for i in range(0, len(ids) - SEQ, SEQ):
             x = torch.tensor([ids[i : i + SEQ + 1]])
-            out = model(input_ids=x[:, :-1], labels=x[:, :-1], output_router_logits=False)
+            out = model(input_ids=x[:, :-1], output_router_logits=False)
             logits = out.logits[0, :, :]
             total += float(torch.nn.functional.cross_entropy(logits, x[0, 1:], reduction="sum"))
             n += SEQ
