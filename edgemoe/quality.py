@@ -461,6 +461,12 @@ class QualityReport:
         return d
 
 
+def _both_checkpoints(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> Exception:
+    return InvalidArgumentError(
+        f"{a} and {b} are both Hugging Face checkpoints: one side must be a model.bin, whose "
+        "tokenizer reads the text")
+
+
 def tokenize_for_comparison(a: LogitsSource, b: LogitsSource, text: str) -> list[int]:
     """The text's token ids under the model.bin's tokenizer (A's if both are model.bins),
     checked against the other model's tokenizer when it has one.
@@ -476,9 +482,7 @@ def tokenize_for_comparison(a: LogitsSource, b: LogitsSource, text: str) -> list
     elif b.kind == "model.bin":
         main, other = b, a
     else:
-        raise InvalidArgumentError(
-            f"{a.path} and {b.path} are both Hugging Face checkpoints: one side must be a "
-            "model.bin, whose tokenizer reads the text")
+        raise _both_checkpoints(a.path, b.path)
     enc = main.tokenizer()
     if enc is None:
         raise TokenizerError(f"{main.path}: model.bin has no tokenizer, so it cannot read a "
@@ -586,9 +590,7 @@ def run_quality(
     ``EDGEMOE_KERNELS`` environment variable) and ``activations_*`` (``"int16"``/``"int8"``;
     None: int16) apply to model.bin sides only."""
     if source_kind(model_a) == "hf" and source_kind(model_b) == "hf":
-        raise InvalidArgumentError(
-            f"{model_a} and {model_b} are both Hugging Face checkpoints: one side must be a "
-            "model.bin, whose tokenizer reads the text")
+        raise _both_checkpoints(model_a, model_b)
     with open_source(model_a, n_ctx=ctx, threads=threads, activations=activations_a,
                      kernels=kernels_a) as a, \
          open_source(model_b, n_ctx=ctx, threads=threads, activations=activations_b,
