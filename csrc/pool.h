@@ -21,9 +21,11 @@ pool *pool_new(int n_threads);
 /* Threads of the pool, the caller included. */
 int pool_size(const pool *p);
 
-/* Run fn(arg, i, n) for every i < n = pool_size(p), i = 0 on the caller; return when all are
- * done. Not reentrant: one job at a time (the context's callers serialize, as every
- * edgemoe_context call must); any thread may be the caller. */
+/* Run fn(arg, i, n) once for every i < n = pool_size(p), each share on whichever thread claims
+ * it first (the caller included: it runs every share no worker has claimed, so a descheduled
+ * worker delays nobody); return when all are done. A share's scratch must belong to its index
+ * i, not to the thread running it. Not reentrant: one job at a time (the context's callers
+ * serialize, as every edgemoe_context call must); any thread may be the caller. */
 void pool_run(pool *p, pool_fn fn, void *arg);
 
 /* Stop and join the workers, free p (NULL is fine). */

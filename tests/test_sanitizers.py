@@ -6,7 +6,8 @@
   access or undefined behaviour aborts the process, so the run fails.
 - ThreadSanitizer: csrc/tests/thread_check.c, linked with the core under ``-fsanitize=thread``,
   drives the worker pool, two contexts sharing one model, and the expert cache's I/O and
-  prediction threads under a memory budget.
+  prediction threads under a memory budget; csrc/tests/pool_check.c drives the pool alone
+  (its shares claimed by whoever comes first, workers parked and released).
 
 Both need gcc with its sanitizer runtimes (Debian's gcc has them) and run on Linux only. The
 suite run takes a few minutes; it skips itself inside the sanitized run.
@@ -100,3 +101,20 @@ def test_threads_under_tsan(tmp_path: Path) -> None:
     assert run.returncode == 0, out[-8000:]
     assert "WARNING: ThreadSanitizer" not in out and out.rstrip().endswith("ok"), out[-4000:]
     assert out.count("expert uses") == 5
+
+
+def test_pool_under_tsan(tmp_path: Path) -> None:
+    cc = compiler()
+    runtime(cc, "libtsan.so")
+    exe = tmp_path / "pool_check"
+    build = subprocess.run(
+        [cc, "-std=c11", "-O1", "-g", "-fsanitize=thread", "-pthread", f"-I{CSRC}",
+         str(CSRC / "tests" / "pool_check.c"), str(CSRC / "pool.c"), "-o", str(exe)],
+        capture_output=True, text=True, timeout=300)
+    assert build.returncode == 0, build.stderr[-4000:]
+    env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
+    env["TSAN_OPTIONS"] = "halt_on_error=1:exitcode=66"
+    run = subprocess.run([str(exe)], capture_output=True, text=True, timeout=300, env=env)
+    out = run.stdout + run.stderr
+    assert run.returncode == 0, out[-8000:]
+    assert "WARNING: ThreadSanitizer" not in out and out.rstrip().endswith("ok"), out[-4000:]
