@@ -17,7 +17,7 @@
 
 /* Sets of accepted types, as bit masks of 1 << EDGEMOE_TYPE_*. */
 #define TYPES_FLOAT ((1u << EDGEMOE_TYPE_F32) | (1u << EDGEMOE_TYPE_F16) | (1u << EDGEMOE_TYPE_BF16))
-#define TYPES_DENSE (TYPES_FLOAT | (1u << EDGEMOE_TYPE_Q8_0))
+#define TYPES_DENSE (TYPES_FLOAT | (1u << EDGEMOE_TYPE_Q8_0) | (1u << EDGEMOE_TYPE_MXFP4))
 #define TYPES_MXFP4 (1u << EDGEMOE_TYPE_MXFP4)
 
 #define NAME_MAX_LEN 160        /* longest name the C core looks up, with room to spare */

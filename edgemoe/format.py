@@ -69,7 +69,7 @@ TYPE_SIZES: dict[str, tuple[int, int]] = {
 TYPES = tuple(TYPE_SIZES)
 BLOCK_TYPES = frozenset({"q8_0", "mxfp4"})
 #: Types allowed for the "dense type" matrices (embedding, attention projections, lm_head).
-DENSE_TYPES = ("q8_0", "bf16", "f32")
+DENSE_TYPES = ("q8_0", "bf16", "f32", "mxfp4")
 
 EXPERT_PARTS = ("gate_up_proj", "gate_up_proj_bias", "down_proj", "down_proj_bias")
 _EXPERT_RE = re.compile(r"^model\.layers\.(\d+)\.mlp\.experts\.(\d+)\.([a-z_]+)$")

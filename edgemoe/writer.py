@@ -332,9 +332,12 @@ class TokenizerLike(Protocol):
 RANKS_TENSOR = "tokenizer.ranks"
 
 
-def default_tensor_type(name: str, dense: str = "q8_0") -> str:
+def default_tensor_type(name: str, dense: str = "q8_0", head: str | None = None) -> str:
     """FORMAT.md's type for a tensor name: mxfp4 expert matrices, ``dense`` for the
-    embedding/attention/lm_head matrices, u8 for the tokenizer, f32 otherwise."""
+    embedding/attention/lm_head matrices (``head``, if given, for lm_head), u8 for the
+    tokenizer, f32 otherwise."""
+    if name == "lm_head.weight" and head is not None:
+        return head
     parsed = parse_expert_name(name)
     if parsed is not None:
         return "mxfp4" if parsed[2] in ("gate_up_proj", "down_proj") else "f32"

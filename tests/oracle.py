@@ -341,17 +341,34 @@ def hf_logits_fp32(
     return model_logits(load_hf_fp32(checkpoint_dir), ids, position_offset)
 
 
-def apply_q8_0(model: GptOssForCausalLM) -> list[str]:
-    """Round the model's dense 2-D weights (embedding, q/k/v/o, lm_head — not the router)
-    in place exactly as the converter's ``--dense q8_0`` does. Returns the names changed."""
+def apply_q8_0(model: GptOssForCausalLM, skip: Sequence[str] = ()) -> list[str]:
+    """Round the model's dense 2-D weights (embedding, q/k/v/o, lm_head — not the router;
+    not those ending with one of ``skip``) in place exactly as the converter's
+    ``--dense q8_0`` does. Returns the names changed."""
     import torch
 
     done: list[str] = []
     with torch.no_grad():
         for name, p in model.named_parameters():
-            if is_dense_weight(name):
+            if is_dense_weight(name) and not name.endswith(tuple(skip)):
                 w = p.detach().to(torch.float32).numpy()
                 p.copy_(torch.from_numpy(q8_0_roundtrip(w)))
+                done.append(name)
+    return done
+
+
+def apply_mxfp4(model: GptOssForCausalLM, names: Sequence[str] | None = None) -> list[str]:
+    """Round the model's dense 2-D weights (or only those ending with one of ``names``) in
+    place to MXFP4 by this module's own quantizer, as ``--dense mxfp4`` / ``--head mxfp4``
+    do. Returns the names changed."""
+    import torch
+
+    done: list[str] = []
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if is_dense_weight(name) and (names is None or name.endswith(tuple(names))):
+                w = p.detach().to(torch.float32).numpy()
+                p.copy_(torch.from_numpy(mxfp4_dequantize(*mxfp4_quantize(w))))
                 done.append(name)
     return done
 

@@ -219,6 +219,36 @@ def test_dense_bf16_output(tmp_path: Path, mx_dir: Path, weights: dict[str, np.n
         assert bytes(mf.tensor_bytes(t.name)) == want  # bf16 in, bf16 out: unchanged
 
 
+@pytest.mark.parametrize("dense, head", [("mxfp4", None), ("q8_0", "mxfp4"), ("mxfp4", "bf16")])
+def test_dense_and_head_mxfp4(tmp_path: Path, mx_dir: Path, weights: dict[str, np.ndarray],
+                              dense: str, head: str | None) -> None:
+    """``--dense mxfp4`` / ``--head``: planar mxfp4 bytes of the converter's rule, lm_head
+    alone overridden by ``head``, recorded in the header's source, and the model loads."""
+    import edgemoe
+
+    out = tmp_path / "model.bin"
+    report = convert(mx_dir, out, dense=dense, head=head)
+    assert report.head_type == head
+    with F.read_model(out) as mf:
+        assert mf.header["source"]["dense_type"] == dense
+        assert mf.header["source"].get("head_type") == head
+        for name in ("model.embed_tokens.weight", "model.layers.1.self_attn.o_proj.weight",
+                     "lm_head.weight"):
+            typ = head if name == "lm_head.weight" and head else dense
+            assert mf.tensors[name].type == typ, name
+            if typ == "mxfp4":
+                want = quantize_mxfp4(bf16_round(weights[name])).tobytes()   # bf16 source
+                assert bytes(mf.tensor_bytes(name)) == want
+    with edgemoe.load(out) as m:
+        assert np.isfinite(m.logits([1, 2, 3])).all()
+
+
+def test_bad_head_type(mx_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(ConversionError, match="head type 'q4_0'"):
+        convert(mx_dir, tmp_path / "m.bin", head="q4_0")
+    assert not (tmp_path / "m.bin").exists()
+
+
 def test_sharded_with_index(tmp_path: Path, weights: dict[str, np.ndarray]) -> None:
     single = make_ckpt(tmp_path / "single", {k: ("F32", v) for k, v in weights.items()})
     sharded = tmp_path / "sharded"

@@ -497,3 +497,35 @@ def test_live_q8_0_against_rounded_oracle(unseen: dict[str, Any],
         check_logits(eval_chunked(s, ids), ref, "unseen checkpoint, q8_0 chunked (80 tokens)")
     fp32 = oracle.model_logits(unseen["hf"], ids)
     print(f"unseen q8_0 vs unrounded fp32 oracle: rel L2 {oracle.rel_l2(got, fp32):.3e}")
+
+
+@needs_torch
+@pytest.mark.parametrize("dense, head", [("mxfp4", None), ("q8_0", "mxfp4")])
+def test_live_mxfp4_dense_against_rounded_oracle(unseen: dict[str, Any], tmp_path: Path,
+                                                 dense: str, head: str | None) -> None:
+    """``--dense mxfp4`` (embedding, attention, head) and ``--head mxfp4`` on the unseen
+    checkpoint against transformers with the same weights rounded by the oracle's own MXFP4
+    quantizer (and q8_0 for the rest of the dense weights)."""
+    import copy
+
+    from edgemoe_quantize import convert as _convert
+
+    path = tmp_path / "unseen_mx.bin"
+    _convert(unseen["ckpt"], path, dense=dense, head=head, tokenizer=False, progress=False)
+    hf = copy.deepcopy(unseen["hf"])
+    if head:
+        assert oracle.apply_mxfp4(hf, ["lm_head.weight"]) == ["lm_head.weight"]
+        oracle.apply_q8_0(hf, skip=["lm_head.weight"])
+    else:
+        changed = oracle.apply_mxfp4(hf)
+        assert len(changed) == 2 + 4 * UNSEEN_CONFIG["num_hidden_layers"]
+    ids = oracle.random_ids(80, 1000, seed=15)
+    ref = oracle.model_logits(hf, ids)
+    with _open(path) as m:
+        got = m.logits(ids)
+        check_logits(got, ref, f"unseen checkpoint, dense {dense} head {head} (80 tokens)")
+        check_logits(eval_chunked(m.session(), ids), ref, f"dense {dense} head {head}, chunked")
+    fp32 = oracle.model_logits(unseen["hf"], ids)
+    err = oracle.rel_l2(got, fp32)
+    print(f"unseen dense {dense} head {head} vs unrounded fp32: rel L2 {err:.3e}")
+

@@ -58,6 +58,24 @@ def test_cli_errors(tmp_path: Path) -> None:
     assert not (tmp_path / "x.bin").exists()
     with pytest.raises(SystemExit):
         main(["-o", str(tmp_path / "x.bin")])  # neither a checkpoint nor --synthetic
+    with pytest.raises(SystemExit):   # the hf checkpoint's dense tensors are always bf16
+        main(["--synthetic", "gpt-oss-tiny", "--synthetic-format", "hf", "--head", "mxfp4",
+              "-o", str(tmp_path / "hf")])
+
+
+@pytest.mark.parametrize("dense, head", [("mxfp4", None), ("q8_0", "mxfp4")])
+def test_dense_and_head_types(tmp_path: Path, dense: str, head: str | None) -> None:
+    from edgemoe_quantize import main
+
+    out = tmp_path / "t.bin"
+    args = ["--synthetic", "gpt-oss-tiny", "-o", str(out), "--dense", dense, "-q"]
+    assert main(args + (["--head", head] if head else [])) == 0
+    with read_model(out) as mf:
+        assert mf.tensors["model.layers.0.self_attn.q_proj.weight"].type == dense
+        assert mf.tensors["lm_head.weight"].type == (head or dense)
+        assert mf.header["source"].get("head_type") == head
+    with edgemoe.load(out) as m:
+        assert np.isfinite(m.logits([1, 2, 3])).all()
 
 
 # ================================================================================ routing skew

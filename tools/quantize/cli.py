@@ -54,7 +54,12 @@ def build_parser(prog: str = "edgemoe quantize") -> argparse.ArgumentParser:
                    help="model.bin to write (replaced atomically when complete); with "
                    "--synthetic-format hf, a new or empty directory")
     p.add_argument("--dense", choices=DENSE_TYPES, default=None,
-                   help="type of the embedding, attention and lm_head matrices (default q8_0)")
+                   help="type of the embedding, attention and lm_head matrices (default q8_0; "
+                   "mxfp4 halves the bytes they read per token, at a fidelity cost: "
+                   "docs/QUALITY.md)")
+    p.add_argument("--head", choices=DENSE_TYPES, default=None,
+                   help="type of lm_head alone (default: --dense's); the output head is a "
+                   "quarter of what gpt-oss-20b reads per token at q8_0")
     tok = p.add_mutually_exclusive_group()
     tok.add_argument("--tokenizer", metavar="PATH",
                      help="tokenizer.json or .tiktoken[.gz] file to embed instead of the "
@@ -79,9 +84,11 @@ def _check_synthetic_args(parser: argparse.ArgumentParser, args: argparse.Namesp
         return
     if args.synthetic_format != "hf":
         return
-    if args.dense is not None:
-        parser.error("argument --dense: not used with --synthetic-format hf (the checkpoint's "
-                     "dense tensors are bf16, as published; pass --dense when converting it)")
+    for opt, val in (("--dense", args.dense), ("--head", args.head)):
+        if val is not None:
+            parser.error(f"argument {opt}: not used with --synthetic-format hf (the "
+                         "checkpoint's dense tensors are bf16, as published; pass it when "
+                         "converting the checkpoint)")
     if args.tokenizer is not None or args.no_tokenizer:
         parser.error("argument --tokenizer/--no-tokenizer: not used with --synthetic-format hf "
                      "(the o200k_harmony tokenizer files are always written)")
@@ -97,7 +104,7 @@ def _synthetic(args: argparse.Namespace) -> int:
                                routing_skew=args.routing_skew or 0.0, progress=not args.quiet)
         else:
             write_synthetic(args.synthetic, args.out, dense=args.dense or "q8_0",
-                            seed=args.seed, routing_skew=args.routing_skew or 0.0,
+                            head=args.head, seed=args.seed, routing_skew=args.routing_skew or 0.0,
                             progress=not args.quiet)
     except (ValueError, EdgemoeError) as e:
         print(f"edgemoe quantize: error: {e}", file=sys.stderr)
@@ -123,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         warnings.showwarning = _show_warning
         try:
             report = convert(args.hf_dir, args.out, dense=args.dense or "q8_0",
-                             tokenizer=tokenizer, progress=not args.quiet)
+                             head=args.head, tokenizer=tokenizer, progress=not args.quiet)
         except EdgemoeError as e:
             print(f"edgemoe quantize: error: {e}", file=sys.stderr)
             return 1

@@ -29,6 +29,21 @@ def _float_chunks(ckpt: Checkpoint, src: FloatSource, out_type: str) -> Iterator
         yield encode_tensor(out_type, x)
 
 
+def _float_to_mxfp4(ckpt: Checkpoint, src: FloatSource) -> Iterator[np.ndarray]:
+    """A float matrix quantized to mxfp4, planar (FORMAT.md): every row's blocks, a chunk of
+    rows at a time, then all the scales (R·K/32 bytes, kept until the end)."""
+    rows, width = src.shape
+    step = max(1, CHUNK_ELEMS // max(width, 1))
+    scales: list[np.ndarray] = []
+    for r in range(0, rows, step):
+        n = min(step, rows - r)
+        x = ckpt.read_f32(src.entry, src.start + r * width, n * width).reshape(n, width)
+        blocks, s = quantize_mxfp4_blocks(x)
+        scales.append(s.reshape(-1))
+        yield blocks.reshape(-1)
+    yield from scales
+
+
 def _mxfp4_copy(ckpt: Checkpoint, src: Mxfp4Source) -> Iterator[bytes]:
     """gpt-oss blocks/scales of one expert, copied unchanged: blocks first, then scales."""
     for entry in (src.blocks, src.scales):
@@ -65,6 +80,8 @@ def tensor_chunks(ckpt: Checkpoint, name: str, src: Source, out_type: str
             yield from _mxfp4_copy(ckpt, src)
         elif isinstance(src, DenseExpertSource):
             yield from _dense_expert(ckpt, src)
+        elif out_type == "mxfp4":
+            yield from _float_to_mxfp4(ckpt, src)
         else:
             yield from _float_chunks(ckpt, src, out_type)
     except ValueError as e:

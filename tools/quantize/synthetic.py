@@ -25,7 +25,13 @@ from typing import Any
 
 import numpy as np
 
-from edgemoe.format import EXPERT_PARTS, TensorSpec, expert_tensor_name, tensor_nbytes
+from edgemoe.format import (
+    DENSE_TYPES,
+    EXPERT_PARTS,
+    TensorSpec,
+    expert_tensor_name,
+    tensor_nbytes,
+)
 from edgemoe.quant import QK, to_bf16
 from edgemoe.writer import RANKS_TENSOR, ModelWriter, make_meta, tokenizer_header
 
@@ -221,14 +227,14 @@ def _tensor(name: str, typ: str, shape: tuple[int, ...]) -> _Tensor:
     return _Tensor(TensorSpec(name, typ, shape), std, mean)
 
 
-def _plan(hp: dict[str, Any], dense: str) -> list[_Tensor]:
+def _plan(hp: dict[str, Any], dense: str, head: str) -> list[_Tensor]:
     H, FF, V = hp["hidden_size"], hp["intermediate_size"], hp["vocab_size"]
     nh, nkv, hd, E = (hp["num_attention_heads"], hp["num_key_value_heads"], hp["head_dim"],
                       hp["num_local_experts"])
     out = [
         _tensor("model.embed_tokens.weight", dense, (V, H)),
         _tensor("model.norm.weight", "f32", (H,)),
-        _tensor("lm_head.weight", dense, (V, H)),
+        _tensor("lm_head.weight", head, (V, H)),
     ]
     for L in range(hp["num_hidden_layers"]):
         p = f"model.layers.{L}."
@@ -311,7 +317,8 @@ def _plus_offset(chunks: Iterator[np.ndarray], offset: np.ndarray) -> Iterator[n
 
 
 def write_synthetic(
-    preset: str, out_path: str | Path, *, dense: str = "q8_0", seed: int = 0,
+    preset: str, out_path: str | Path, *, dense: str = "q8_0", head: str | None = None,
+    seed: int = 0,
     routing_skew: float = 0.0, progress: bool = True,
 ) -> int:
     """Write the synthetic model ``preset`` to ``out_path``; returns the file's length.
@@ -324,17 +331,20 @@ def write_synthetic(
     """
     if preset not in PRESETS:
         raise ValueError(f"unknown synthetic preset {preset!r} (known: {', '.join(PRESETS)})")
-    if dense not in ("q8_0", "bf16", "f32"):
-        raise ValueError(f"--dense must be q8_0, bf16 or f32, got {dense!r}")
+    for opt, typ in (("--dense", dense), ("--head", head)):
+        if typ is not None and typ not in DENSE_TYPES:
+            raise ValueError(f"{opt} must be one of {', '.join(DENSE_TYPES)}, got {typ!r}")
     skew = check_routing_skew(routing_skew)
     hp = PRESETS[preset]
     offsets = router_bias_offsets(hp, seed, skew)
-    plan = _plan(hp, dense)
+    plan = _plan(hp, dense, head or dense)
     tok = _o200k_spec()
     blob = tok.ranks_blob()
     specs = [t.spec for t in plan] + [TensorSpec(RANKS_TENSOR, "u8", (len(blob),))]
     source = {"converter": "edgemoe synthetic", "preset": preset, "seed": seed,
               "dense_type": dense, "weights": "random (not a trained model)"}
+    if head is not None:
+        source["head_type"] = head
     if skew:
         source["routing_skew"] = skew
     meta = make_meta(hp, tokenizer_header(tok), source)
