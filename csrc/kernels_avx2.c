@@ -752,11 +752,18 @@ DEFINE_ROW_Q8_0(row_q8_0_i16, int16_t, q8_0_block_dot)
  * The token's q are first copied to int8 in the order these kernels load them (pack_i8_*).
  */
 #define I8_MAX_COLS 16384   /* larger rows take the int16 kernels */
+#define FP4_OFFSET 12       /* see mxfp4_pair_dot_i8_bytes */
 
 /* mxfp4: per pair of groups (A, B), 64 bytes [A even | B even][A odd | B odd] (even: elements
  * 0, 2, .., 30), from QACT_ORDER_EVEN_ODD_HALVES; an odd last group is paired with zeros.
- * out holds n_groups rounded up to even × 32 bytes. */
-static void pack_i8_mxfp4(const int16_t *q, int64_t n_groups, int8_t *out) {
+ * out holds n_groups rounded up to even × 32 bytes; offset[g] = FP4_OFFSET · Σ q of group g,
+ * for n_groups rounded up to a multiple of 8 (0 past the end). */
+static void pack_i8_mxfp4(const int16_t *q, int64_t n_groups, int8_t *out, int32_t *offset) {
+    for (int64_t g = 0; g < (n_groups + IBLK - 1) / IBLK * IBLK; g++) {
+        int32_t s = 0;
+        for (int i = 0; g < n_groups && i < QK_MXFP4; i++) s += q[g * QK_MXFP4 + i];
+        offset[g] = FP4_OFFSET * s;
+    }
     for (int64_t g = 0; g < n_groups; g += 2) {
         for (int h = 0; h < 2; h++) {   /* group A (h = 0), B (h = 1) */
             const int16_t *src = q + (g + h) * QK_MXFP4;
@@ -770,19 +777,31 @@ static void pack_i8_mxfp4(const int16_t *q, int64_t n_groups, int8_t *out) {
     }
 }
 
-/* 8 int32 lanes: lanes 0..3 partial sums of group A, 4..7 of group B, from their 32 packed
- * bytes (B's all zero for a last, unpaired group: its codes decode to 0). */
+/*
+ * The int8 route shifts the doubled FP4 codes by FP4_OFFSET into [0, 24], so VPMADDUBSW takes
+ * them as its unsigned operand as they are (no abs/sign step): a group sums
+ * Σ (w + 12)·q = S + 12·Σq, and the row kernel subtracts 12·Σq, computed once per token
+ * (pack_i8_mxfp4), to get the same exact S. A zero-padded group or pair has q = 0 and adds 0.
+ */
+
+/* The doubled FP4 codes plus FP4_OFFSET, in both 128-bit lanes. */
+INLINE __m256i fp4_offset_lut(void) {
+    return _mm256_setr_epi8(12, 13, 14, 15, 16, 18, 20, 24, 12, 11, 10, 9, 8, 6, 4, 0,
+                            12, 13, 14, 15, 16, 18, 20, 24, 12, 11, 10, 9, 8, 6, 4, 0);
+}
+
+/* 8 int32 lanes: lanes 0..3 partial sums of group A, 4..7 of group B, of (w + FP4_OFFSET)·q,
+ * from their 32 packed bytes (B's all zero for a last, unpaired group, whose q are 0). */
 INLINE __m256i mxfp4_pair_dot_i8_bytes(__m256i bytes, const int8_t *q) {
     const __m256i nibble = _mm256_set1_epi8(0x0F);
-    const __m256i even = _mm256_shuffle_epi8(fp4_doubled_lut(), _mm256_and_si256(bytes, nibble));
-    const __m256i odd = _mm256_shuffle_epi8(fp4_doubled_lut(),
+    const __m256i even = _mm256_shuffle_epi8(fp4_offset_lut(), _mm256_and_si256(bytes, nibble));
+    const __m256i odd = _mm256_shuffle_epi8(fp4_offset_lut(),
                                             _mm256_and_si256(_mm256_srli_epi16(bytes, 4), nibble));
     const __m256i qe = _mm256_loadu_si256((const __m256i_u *)q);
     const __m256i qo = _mm256_loadu_si256((const __m256i_u *)(q + 32));
-    /* |pair| <= 2·12·127 each, so the two pair sums add within int16 */
-    const __m256i pairs = _mm256_add_epi16(
-        _mm256_maddubs_epi16(_mm256_abs_epi8(even), _mm256_sign_epi8(qe, even)),
-        _mm256_maddubs_epi16(_mm256_abs_epi8(odd), _mm256_sign_epi8(qo, odd)));
+    /* each pair <= 2·24·127, so the two pair sums add within int16 */
+    const __m256i pairs = _mm256_add_epi16(_mm256_maddubs_epi16(even, qe),
+                                           _mm256_maddubs_epi16(odd, qo));
     return _mm256_madd_epi16(pairs, _mm256_set1_epi16(1));
 }
 
@@ -798,7 +817,7 @@ INLINE __m256i pair_block_sums(__m256i p0, __m256i p1, __m256i p2, __m256i p3) {
 }
 
 static float row_mxfp4_i8(const uint8_t *groups, const uint8_t *scales, int64_t n_groups,
-                          const int8_t *q8, const float *xd) {
+                          const int8_t *q8, const int32_t *offset, const float *xd) {
     __m256 acc = _mm256_setzero_ps();
     int64_t g = 0;
     for (; g + IBLK <= n_groups; g += IBLK) {
@@ -806,9 +825,10 @@ static float row_mxfp4_i8(const uint8_t *groups, const uint8_t *scales, int64_t 
         const int8_t *a = q8 + g * QK_MXFP4;
         prefetch_ahead(w);
         prefetch_ahead(w + 64);
-        const __m256i sums = pair_block_sums(mxfp4_pair_dot_i8(w, a), mxfp4_pair_dot_i8(w + 32, a + 64),
-                                             mxfp4_pair_dot_i8(w + 64, a + 128),
-                                             mxfp4_pair_dot_i8(w + 96, a + 192));
+        const __m256i sums = _mm256_sub_epi32(
+            pair_block_sums(mxfp4_pair_dot_i8(w, a), mxfp4_pair_dot_i8(w + 32, a + 64),
+                            mxfp4_pair_dot_i8(w + 64, a + 128), mxfp4_pair_dot_i8(w + 96, a + 192)),
+            _mm256_loadu_si256((const __m256i_u *)(offset + g)));
         const __m256i e = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i_u *)(scales + g)));
         acc = scale_sums(acc, sums, e8m0_half_scales(e), _mm256_loadu_ps(xd + g));
     }
@@ -829,7 +849,9 @@ static float row_mxfp4_i8(const uint8_t *groups, const uint8_t *scales, int64_t 
         uint8_t e[IBLK] = {127, 127, 127, 127, 127, 127, 127, 127};
         memcpy(e, scales + g, (size_t)n);
         const __m256 ws = e8m0_half_scales(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i_u *)e)));
-        acc = scale_sums(acc, pair_block_sums(p[0], p[1], p[2], p[3]), ws, load_xd(xd + g, n));
+        const __m256i sums = _mm256_sub_epi32(pair_block_sums(p[0], p[1], p[2], p[3]),
+                                              _mm256_loadu_si256((const __m256i_u *)(offset + g)));
+        acc = scale_sums(acc, sums, ws, load_xd(xd + g, n));
     }
     return hsum_ps(acc);
 }
@@ -1108,7 +1130,8 @@ static void matvec_int8_avx2(const tensor *w, int64_t r0, int64_t r1, const qact
     const int mxfp4 = w->type == EDGEMOE_TYPE_MXFP4;
     const int64_t n_blocks = w->cols / 32;
     int8_t q8[I8_MAX_COLS + 2 * QK_MXFP4];   /* mxfp4 pads to whole pairs */
-    if (mxfp4) pack_i8_mxfp4(x->q, n_blocks, q8);
+    int32_t offset[I8_MAX_COLS / QK_MXFP4 + IBLK];
+    if (mxfp4) pack_i8_mxfp4(x->q, n_blocks, q8, offset);
     else pack_i8_natural(x->q, w->cols, q8);
     for (int64_t r = r0; r < r1; r++) {
         const uint8_t *row = w->data + (size_t)r * row_bytes;
@@ -1117,7 +1140,7 @@ static void matvec_int8_avx2(const tensor *w, int64_t r0, int64_t r1, const qact
             continue;
         }
         const uint8_t *sc = w->data + (size_t)w->rows * row_bytes + (size_t)r * (size_t)n_blocks;
-        y[r] = scales_fast(sc, (size_t)n_blocks) ? row_mxfp4_i8(row, sc, n_blocks, q8, x->d)
+        y[r] = scales_fast(sc, (size_t)n_blocks) ? row_mxfp4_i8(row, sc, n_blocks, q8, offset, x->d)
                                                  : row_exact(w, r, x->x);
     }
 }
