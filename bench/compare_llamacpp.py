@@ -134,6 +134,16 @@ def bench_edgemoe(model: Path, args: argparse.Namespace, dense: str, activations
                r["tg_tok_s_sd"], r["weight_bytes_per_token"], rss)
 
 
+def dense_label(model: Path) -> str:
+    """The dense (and head, if set apart) type a model.bin was written with."""
+    from edgemoe.format import read_model
+
+    with read_model(model) as mf:
+        types = {name: t.type for name, t in mf.tensors.items()}
+    dense, head = types["model.layers.0.self_attn.q_proj.weight"], types["lm_head.weight"]
+    return dense if head == dense else f"{dense}, head {head}"
+
+
 # ------------------------------------------------------------------ report
 
 
@@ -188,6 +198,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="also run llama.cpp with --repack 0 (plain mmap, no second copy)")
     ap.add_argument("--activations", default="int16",
                     help="edgemoe activation roundings to run, comma-separated (int16, int8)")
+    ap.add_argument("--also", type=Path, action="append", default=[], metavar="MODEL",
+                    help="another edgemoe model.bin of the same weights to bench beside (e.g. "
+                    "one written with --dense mxfp4 or --head mxfp4); repeatable")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     ap.add_argument("--only", choices=("edgemoe", "llama.cpp"),
                     help="run one engine only (e.g. to repeat it)")
@@ -218,6 +231,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.only != "llama.cpp":
             for activations in args.activations.split(","):
                 rows.append(report(bench_edgemoe(ours, args, dense, activations)))
+    if args.only != "llama.cpp":
+        for model in args.also:
+            for activations in args.activations.split(","):
+                rows.append(report(bench_edgemoe(model, args, dense_label(model), activations)))
     rs = ratios(rows)
     if args.json:
         print(json.dumps({"rows": [asdict(r) | {"tg_gb_s": r.tg_gb_s} for r in rows],
