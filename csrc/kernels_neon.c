@@ -2,7 +2,9 @@
  * kernels_neon.c — the "neon" kernel set: arm64 Advanced SIMD twins of kernels_ref.c.
  *
  * NEON is part of the arm64 baseline, so no target attribute or run-time check is needed
- * beyond the architecture; on other architectures the file compiles to nothing.
+ * beyond the architecture, except for the one-token int8 kernels, which use the dot product
+ * extension (SDOT, Armv8.2+) where the CPU reports it; on other architectures the file
+ * compiles to nothing.
  *
  * Numerics: as kernels_avx2.c (see there).
  * - matvec (every weight type; also the exact route of the integer kernels): f32 activations,
@@ -21,8 +23,14 @@
 
 #include <arm_neon.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__linux__)
+#include <sys/auxv.h>
+#elif defined(__APPLE__)
+#include <sys/sysctl.h>
+#endif
 
 #include "kernels_isa.h"
 #include "kernels_ref.h"
@@ -422,11 +430,24 @@ INLINE void e8m0_half_scales8(const uint8_t e[IBLK], float32x4_t ws[2]) {
  * and once with the remainder, so the full steps unroll with the partial sums in registers.
  */
 
+/* acc += the n (<= 8) mxfp4 blocks' partial sums p scaled by their scale bytes and xd. */
+INLINE void scale_mxfp4(const uint8_t *scales, const float *xd, const int64_t n,
+                        const int32x4_t p[IBLK], float32x4_t acc[2]) {
+    uint8_t e_tail[IBLK] = {1, 1, 1, 1, 1, 1, 1, 1};   /* padding: scale +0 */
+    if (n < IBLK) {
+        for (int64_t i = 0; i < n; i++) e_tail[i] = scales[i];
+        scales = e_tail;
+    }
+    float32x4_t ws[2], xv[2];
+    e8m0_half_scales8(scales, ws);
+    load_xd(xd, n, xv);
+    scale_blocks(acc, p, ws, xv);
+}
+
 /* mxfp4 groups g .. g+n−1 read from the tensor. */
 INLINE void step_mxfp4(const uint8_t *groups, const uint8_t *scales, const int16_t *q,
                        const float *xd, const int64_t n, int8x16_t lut, float32x4_t acc[2]) {
     int32x4_t p[IBLK];
-    uint8_t e_tail[IBLK] = {1, 1, 1, 1, 1, 1, 1, 1};   /* padding: scale +0 */
     prefetch_ahead(groups);
     prefetch_ahead(groups + 64);
 #pragma GCC unroll 8
@@ -439,32 +460,12 @@ INLINE void step_mxfp4(const uint8_t *groups, const uint8_t *scales, const int16
             p[i] = vdupq_n_s32(0);
         }
     }
-    if (n < IBLK) {
-        for (int64_t i = 0; i < n; i++) e_tail[i] = scales[i];
-        scales = e_tail;
-    }
-    float32x4_t ws[2], xv[2];
-    e8m0_half_scales8(scales, ws);
-    load_xd(xd, n, xv);
-    scale_blocks(acc, p, ws, xv);
+    scale_mxfp4(scales, xd, n, p, acc);
 }
 
-/* q8_0 blocks b .. b+n−1 read from the tensor (blocks at the first block's address). */
-INLINE void step_q8_0(const uint8_t *blocks, const int16_t *q, const float *xd, const int64_t n,
-                      float32x4_t acc[2]) {
-    int32x4_t p[IBLK];
-#pragma GCC unroll 8
-    for (int64_t i = 0; i < IBLK; i++) {
-        if (i < n) {
-            const uint8_t *block = blocks + (size_t)i * sizeof(block_q8_0);
-            int16x8_t w[4];
-            if (i % 2 == 0) prefetch_ahead(block);
-            q8_0_block_i16(block, w);
-            p[i] = dot32_i16(w, q + i * QK8_0);
-        } else {
-            p[i] = vdupq_n_s32(0);
-        }
-    }
+/* acc += the n (<= 8) q8_0 blocks' partial sums p scaled by their f16 scales and xd. */
+INLINE void scale_q8_0(const uint8_t *blocks, const float *xd, const int64_t n,
+                       const int32x4_t p[IBLK], float32x4_t acc[2]) {
     uint16x8_t h = vdupq_n_u16(0);   /* the f16 scales; padding +0 */
     if (n == IBLK) {
         const size_t B = sizeof(block_q8_0);
@@ -486,6 +487,25 @@ INLINE void step_q8_0(const uint8_t *blocks, const int16_t *q, const float *xd, 
     float32x4_t xv[2];
     load_xd(xd, n, xv);
     scale_blocks(acc, p, ws, xv);
+}
+
+/* q8_0 blocks b .. b+n−1 read from the tensor (blocks at the first block's address). */
+INLINE void step_q8_0(const uint8_t *blocks, const int16_t *q, const float *xd, const int64_t n,
+                      float32x4_t acc[2]) {
+    int32x4_t p[IBLK];
+#pragma GCC unroll 8
+    for (int64_t i = 0; i < IBLK; i++) {
+        if (i < n) {
+            const uint8_t *block = blocks + (size_t)i * sizeof(block_q8_0);
+            int16x8_t w[4];
+            if (i % 2 == 0) prefetch_ahead(block);
+            q8_0_block_i16(block, w);
+            p[i] = dot32_i16(w, q + i * QK8_0);
+        } else {
+            p[i] = vdupq_n_s32(0);
+        }
+    }
+    scale_q8_0(blocks, xd, n, p, acc);
 }
 
 /* Blocks b .. b+n−1 of a decoded row (w16, ws at block b; ws padded to the full step). */
@@ -580,11 +600,119 @@ static int16_t *decoded_row_new(int64_t cols, float **ws) {
     return w16;
 }
 
+/*
+ * One token over int8 activations (qact bits 8: every q within ±127), on CPUs with the dot
+ * product extension (SDOT: four int8 products summed into each int32 lane). SDOT multiplies
+ * signed by signed, so the weights go in as they are (the doubled FP4 codes, the q8_0
+ * int8) against an int8 copy of the token's q in the same order; each block's partial sums
+ * reduce to the same exact int32 S as dot32_i16's, and the same scale_* steps follow, so the
+ * result is bit-identical to the int16 route over the same q. Without the extension (or
+ * built by a compiler without it) int8 activations take the int16 kernels.
+ */
+#define I8_MAX_COLS 16384   /* larger rows take the int16 kernels */
+
+/* GCC's arm_neon.h declares vdotq_s32 for armv8.2-a+dotprod; these functions use nothing
+ * else beyond Armv8.0 (no atomics, no FP16 arithmetic), and run only where SDOT exists. */
+#if defined(__clang__)
+#define DOTPROD __attribute__((target("dotprod")))
+#else
+#define DOTPROD __attribute__((target("arch=armv8.2-a+dotprod")))
+#endif
+
+static atomic_int dotprod_state;   /* 0: not probed yet, 1: absent, 2: present */
+
+static int cpu_has_dotprod(void) {
+    int s = atomic_load_explicit(&dotprod_state, memory_order_relaxed);
+    if (s == 0) {
+        int has = 0;
+#if defined(__linux__)
+#ifndef HWCAP_ASIMDDP
+#define HWCAP_ASIMDDP (1UL << 20)
+#endif
+        has = (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0;
+#elif defined(__APPLE__)
+        int v = 0;
+        size_t len = sizeof v;
+        has = sysctlbyname("hw.optional.arm.FEAT_DotProd", &v, &len, NULL, 0) == 0 && v;
+#endif
+        s = has ? 2 : 1;
+        atomic_store_explicit(&dotprod_state, s, memory_order_relaxed);
+    }
+    return s == 2;
+}
+
+static void narrow_i8(const int16_t *q, int64_t n, int8_t *out) {
+    for (int64_t i = 0; i < n; i++) out[i] = (int8_t)q[i];
+}
+
+DOTPROD static float row_mxfp4_sdot(const uint8_t *groups, const uint8_t *scales,
+                                    int64_t n_groups, const int8_t *q8, const float *xd) {
+    const int8x16_t lut = fp4_doubled_lut();
+    float32x4_t acc[2] = {vdupq_n_f32(0), vdupq_n_f32(0)};
+    for (int64_t g = 0; g < n_groups; g += IBLK) {
+        const int64_t n = n_groups - g < IBLK ? n_groups - g : IBLK;
+        int32x4_t p[IBLK];
+        prefetch_ahead(groups + g * GROUP_BYTES);
+        prefetch_ahead(groups + g * GROUP_BYTES + 64);
+        for (int64_t i = 0; i < IBLK; i++) {
+            p[i] = vdupq_n_s32(0);
+            if (i >= n) continue;
+            const uint8x16_t bytes = vld1q_u8(groups + (g + i) * GROUP_BYTES);
+            const int8x16_t even = vqtbl1q_s8(lut, vandq_u8(bytes, vdupq_n_u8(0x0F)));
+            const int8x16_t odd = vqtbl1q_s8(lut, vshrq_n_u8(bytes, 4));
+            const int8_t *a = q8 + (g + i) * QK_MXFP4;   /* even elements, then odd */
+            p[i] = vdotq_s32(vdotq_s32(p[i], even, vld1q_s8(a)), odd, vld1q_s8(a + 16));
+        }
+        scale_mxfp4(scales + g, xd + g, n, p, acc);
+    }
+    return finish(acc);
+}
+
+DOTPROD static float row_q8_0_sdot(const uint8_t *row, int64_t n_blocks, const int8_t *q8,
+                                   const float *xd) {
+    float32x4_t acc[2] = {vdupq_n_f32(0), vdupq_n_f32(0)};
+    for (int64_t b = 0; b < n_blocks; b += IBLK) {
+        const int64_t n = n_blocks - b < IBLK ? n_blocks - b : IBLK;
+        const uint8_t *blocks = row + (size_t)b * sizeof(block_q8_0);
+        int32x4_t p[IBLK];
+        for (int64_t i = 0; i < IBLK; i++) {
+            p[i] = vdupq_n_s32(0);
+            if (i >= n) continue;
+            const int8_t *w = (const int8_t *)(blocks + (size_t)i * sizeof(block_q8_0) + 2);
+            const int8_t *a = q8 + (b + i) * QK8_0;
+            if (i % 2 == 0) prefetch_ahead((const uint8_t *)w + 64);
+            p[i] = vdotq_s32(vdotq_s32(p[i], vld1q_s8(w), vld1q_s8(a)), vld1q_s8(w + 16),
+                             vld1q_s8(a + 16));
+        }
+        scale_q8_0(blocks, xd + b, n, p, acc);
+    }
+    return finish(acc);
+}
+
+/* Whether one token of x takes the SDOT route. */
+static int use_sdot(const qact *x, int64_t cols) {
+    return x->bits == 8 && x->n_tok == 1 && !x->exact[0] && cols <= I8_MAX_COLS &&
+           cpu_has_dotprod();
+}
+
 static void matmul_mxfp4_neon(const tensor *w, int64_t r0, int64_t r1, const qact *x, float *y,
                               int64_t ldy) {
     const int64_t n_groups = w->cols / QK_MXFP4, cols = w->cols;
     const size_t row_group_bytes = (size_t)n_groups * GROUP_BYTES;
     const uint8_t *scales = w->data + (size_t)w->rows * row_group_bytes;
+    if (use_sdot(x, cols)) {
+        int8_t q8[I8_MAX_COLS];
+        narrow_i8(x->q, cols, q8);
+        for (int64_t r = r0; r < r1; r++) {
+            const uint8_t *groups = w->data + (size_t)r * row_group_bytes;
+            const uint8_t *sc = scales + (size_t)r * (size_t)n_groups;
+            if (scales_fast(sc, (size_t)n_groups))
+                y[r] = row_mxfp4_sdot(groups, sc, n_groups, q8, x->d);
+            else
+                rows_mxfp4(groups, sc, n_groups, x->x, y + r, 1, 1);
+        }
+        return;
+    }
     float *ws = NULL;
     int16_t *w16 = x->n_tok > 1 ? decoded_row_new(cols, &ws) : NULL;
     for (int64_t r = r0; r < r1; r++) {
@@ -611,6 +739,13 @@ static void matmul_q8_0_neon(const tensor *w, int64_t r0, int64_t r1, const qact
                              int64_t ldy) {
     const int64_t n_blocks = w->cols / QK8_0, cols = w->cols;
     const size_t row_bytes = (size_t)n_blocks * sizeof(block_q8_0);
+    if (use_sdot(x, cols)) {
+        int8_t q8[I8_MAX_COLS];
+        narrow_i8(x->q, cols, q8);
+        for (int64_t r = r0; r < r1; r++)
+            y[r] = row_q8_0_sdot(w->data + (size_t)r * row_bytes, n_blocks, q8, x->d);
+        return;
+    }
     float *ws = NULL;
     int16_t *w16 = x->n_tok > 1 ? decoded_row_new(cols, &ws) : NULL;
     for (int64_t r = r0; r < r1; r++) {

@@ -65,10 +65,14 @@ def cross_tools() -> tuple[str, str]:
     return gcc, qemu
 
 
-def test_kernel_check_neon_under_qemu(tmp_path: Path) -> None:
+@pytest.mark.parametrize("cpu", ["max", "cortex-a53"])
+def test_kernel_check_neon_under_qemu(tmp_path: Path, cpu: str) -> None:
+    """QEMU's "max" CPU has the dot product extension, so one token over int8 activations
+    takes the SDOT kernels; the Cortex-A53 (Armv8.0) has not, and takes the int16 ones. Both
+    must equal the batched route bit for bit (kernel_check's batch check)."""
     gcc, qemu = cross_tools()
     exe = build_check(gcc, tmp_path / "kernel_check_arm64", ["-static"])
-    out = run_check([qemu, str(exe), "neon"])
+    out = run_check([qemu, "-cpu", cpu, str(exe), "neon"])
     assert "auto selects: neon" in out, out
     for type_ in ("f32", "f16", "bf16", "q8_0", "mxfp4"):
         assert f"neon   matvec {type_}" in out, out
