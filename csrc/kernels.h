@@ -81,6 +81,17 @@ typedef struct qact {
 /* Fill a->q, a->d, a->exact from a->x (n_tok, cols, bits set; cols a multiple of 32). */
 void qact_quantize(qact *a, int order);
 
+/* Longest row the one-token int8 kernels take (their int8 copy of q lives on the stack);
+ * longer rows take the int16 kernels. */
+#define QACT_I8_MAX_COLS 16384
+
+/* Whether a is one token of int8-range q (bits 8), not marked exact, of at most
+ * QACT_I8_MAX_COLS columns: what the one-token int8 kernels of every set require. */
+int qact_one_token_i8(const qact *a);
+
+/* q[0..n) (each within ±127) as int8, in the same order. */
+void qact_narrow_i8(const int16_t *q, int64_t n, int8_t *out);
+
 /*
  * Y[t, r] = W[r, :] · X[t, :] for t < x->n_tok and r0 <= r < r1, into y[t·ldy + r], from
  * activations prepared by qact_quantize in the order the set's qact_order[type] names.

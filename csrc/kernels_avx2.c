@@ -751,7 +751,6 @@ DEFINE_ROW_Q8_0(row_q8_0_i16, int16_t, q8_0_block_dot)
  * and the same scale_sums follow, so the result is bit-identical to row_*_i16 over the same q.
  * The token's q are first copied to int8 in the order these kernels load them (pack_i8_*).
  */
-#define I8_MAX_COLS 16384   /* larger rows take the int16 kernels */
 #define FP4_OFFSET 12       /* see mxfp4_pair_dot_i8_bytes */
 
 /* mxfp4: per pair of groups (A, B), 64 bytes [A even | B even][A odd | B odd] (even: elements
@@ -854,11 +853,6 @@ static float row_mxfp4_i8(const uint8_t *groups, const uint8_t *scales, int64_t 
         acc = scale_sums(acc, sums, ws, load_xd(xd + g, n));
     }
     return hsum_ps(acc);
-}
-
-/* q8_0 (QACT_ORDER_NATURAL): int16 → int8, in order. */
-static void pack_i8_natural(const int16_t *q, int64_t n, int8_t *out) {
-    for (int64_t i = 0; i < n; i++) out[i] = (int8_t)q[i];
 }
 
 INLINE __m256i q8_0_block_dot_i8(const uint8_t *block, const int8_t *q) {
@@ -1129,10 +1123,10 @@ static void matvec_int8_avx2(const tensor *w, int64_t r0, int64_t r1, const qact
                              size_t row_bytes) {
     const int mxfp4 = w->type == EDGEMOE_TYPE_MXFP4;
     const int64_t n_blocks = w->cols / 32;
-    int8_t q8[I8_MAX_COLS + 2 * QK_MXFP4];   /* mxfp4 pads to whole pairs */
-    int32_t offset[I8_MAX_COLS / QK_MXFP4 + IBLK];
+    int8_t q8[QACT_I8_MAX_COLS + 2 * QK_MXFP4];   /* mxfp4 pads to whole pairs */
+    int32_t offset[QACT_I8_MAX_COLS / QK_MXFP4 + IBLK];
     if (mxfp4) pack_i8_mxfp4(x->q, n_blocks, q8, offset);
-    else pack_i8_natural(x->q, w->cols, q8);
+    else qact_narrow_i8(x->q, w->cols, q8);   /* q8_0: QACT_ORDER_NATURAL, kept */
     for (int64_t r = r0; r < r1; r++) {
         const uint8_t *row = w->data + (size_t)r * row_bytes;
         if (!mxfp4) {
@@ -1158,7 +1152,7 @@ static void matmul_int_avx2(const tensor *w, int64_t r0, int64_t r1, const qact 
     const int mxfp4 = w->type == EDGEMOE_TYPE_MXFP4;
     const int64_t n_blocks = w->cols / 32, cols = w->cols;
     const size_t row_bytes = (size_t)n_blocks * (mxfp4 ? GROUP_BYTES : sizeof(block_q8_0));
-    if (x->bits == 8 && x->n_tok == 1 && !x->exact[0] && cols <= I8_MAX_COLS) {
+    if (qact_one_token_i8(x)) {
         matvec_int8_avx2(w, r0, r1, x, y, row_bytes);
         return;
     }

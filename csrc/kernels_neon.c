@@ -609,8 +609,6 @@ static int16_t *decoded_row_new(int64_t cols, float **ws) {
  * result is bit-identical to the int16 route over the same q. Without the extension (or
  * built by a compiler without it) int8 activations take the int16 kernels.
  */
-#define I8_MAX_COLS 16384   /* larger rows take the int16 kernels */
-
 /* GCC's arm_neon.h declares vdotq_s32 for armv8.2-a+dotprod; these functions use nothing
  * else beyond Armv8.0 (no atomics, no FP16 arithmetic), and run only where SDOT exists. */
 #if defined(__clang__)
@@ -639,10 +637,6 @@ static int cpu_has_dotprod(void) {
         atomic_store_explicit(&dotprod_state, s, memory_order_relaxed);
     }
     return s == 2;
-}
-
-static void narrow_i8(const int16_t *q, int64_t n, int8_t *out) {
-    for (int64_t i = 0; i < n; i++) out[i] = (int8_t)q[i];
 }
 
 DOTPROD static float row_mxfp4_sdot(const uint8_t *groups, const uint8_t *scales,
@@ -689,10 +683,9 @@ DOTPROD static float row_q8_0_sdot(const uint8_t *row, int64_t n_blocks, const i
     return finish(acc);
 }
 
-/* Whether one token of x takes the SDOT route. */
-static int use_sdot(const qact *x, int64_t cols) {
-    return x->bits == 8 && x->n_tok == 1 && !x->exact[0] && cols <= I8_MAX_COLS &&
-           cpu_has_dotprod();
+/* Whether x takes the SDOT route. */
+static int use_sdot(const qact *x) {
+    return qact_one_token_i8(x) && cpu_has_dotprod();
 }
 
 static void matmul_mxfp4_neon(const tensor *w, int64_t r0, int64_t r1, const qact *x, float *y,
@@ -700,9 +693,9 @@ static void matmul_mxfp4_neon(const tensor *w, int64_t r0, int64_t r1, const qac
     const int64_t n_groups = w->cols / QK_MXFP4, cols = w->cols;
     const size_t row_group_bytes = (size_t)n_groups * GROUP_BYTES;
     const uint8_t *scales = w->data + (size_t)w->rows * row_group_bytes;
-    if (use_sdot(x, cols)) {
-        int8_t q8[I8_MAX_COLS];
-        narrow_i8(x->q, cols, q8);
+    if (use_sdot(x)) {
+        int8_t q8[QACT_I8_MAX_COLS];
+        qact_narrow_i8(x->q, cols, q8);
         for (int64_t r = r0; r < r1; r++) {
             const uint8_t *groups = w->data + (size_t)r * row_group_bytes;
             const uint8_t *sc = scales + (size_t)r * (size_t)n_groups;
@@ -739,9 +732,9 @@ static void matmul_q8_0_neon(const tensor *w, int64_t r0, int64_t r1, const qact
                              int64_t ldy) {
     const int64_t n_blocks = w->cols / QK8_0, cols = w->cols;
     const size_t row_bytes = (size_t)n_blocks * sizeof(block_q8_0);
-    if (use_sdot(x, cols)) {
-        int8_t q8[I8_MAX_COLS];
-        narrow_i8(x->q, cols, q8);
+    if (use_sdot(x)) {
+        int8_t q8[QACT_I8_MAX_COLS];
+        qact_narrow_i8(x->q, cols, q8);
         for (int64_t r = r0; r < r1; r++)
             y[r] = row_q8_0_sdot(w->data + (size_t)r * row_bytes, n_blocks, q8, x->d);
         return;
