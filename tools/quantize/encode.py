@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 
@@ -17,27 +17,30 @@ from .sources import DenseExpertSource, FloatSource, Mxfp4Source, Source
 CHUNK_ELEMS = 1 << 22
 
 
-def _float_chunks(ckpt: Checkpoint, src: FloatSource, out_type: str) -> Iterator[np.ndarray]:
+def _row_chunks(ckpt: Checkpoint, src: FloatSource) -> Iterator[np.ndarray]:
+    """The source as f32 [n, width] arrays of consecutive rows (a 1-D source is one row),
+    about CHUNK_ELEMS elements at a time."""
     width = src.shape[-1] if len(src.shape) > 1 else math.prod(src.shape)
     rows = math.prod(src.shape) // width if width else 0
     step = max(1, CHUNK_ELEMS // max(width, 1))
     for r in range(0, rows, step):
         n = min(step, rows - r)
-        x = ckpt.read_f32(src.entry, src.start + r * width, n * width).reshape(n, width)
+        yield ckpt.read_f32(src.entry, src.start + r * width, n * width).reshape(n, width)
+
+
+def _float_chunks(ckpt: Checkpoint, src: FloatSource, out_type: str) -> Iterator[np.ndarray]:
+    for x in _row_chunks(ckpt, src):
         if out_type in ("f32", "bf16", "f16") and not np.isfinite(x).all():
             raise ValueError("input contains NaN or infinity")
         yield encode_tensor(out_type, x)
 
 
-def _float_to_mxfp4(ckpt: Checkpoint, src: FloatSource) -> Iterator[np.ndarray]:
-    """A float matrix quantized to mxfp4, planar (FORMAT.md): every row's blocks, a chunk of
-    rows at a time, then all the scales (R·K/32 bytes, kept until the end)."""
-    rows, width = src.shape
-    step = max(1, CHUNK_ELEMS // max(width, 1))
+def _planar_mxfp4(row_chunks: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+    """A matrix given as chunks of consecutive rows, quantized to mxfp4 in FORMAT.md's planar
+    layout: each chunk's blocks as it comes, then all the scales (R·K/32 bytes, kept until
+    the end)."""
     scales: list[np.ndarray] = []
-    for r in range(0, rows, step):
-        n = min(step, rows - r)
-        x = ckpt.read_f32(src.entry, src.start + r * width, n * width).reshape(n, width)
+    for x in row_chunks:
         blocks, s = quantize_mxfp4_blocks(x)
         scales.append(s.reshape(-1))
         yield blocks.reshape(-1)
@@ -58,12 +61,7 @@ def _dense_expert(ckpt: Checkpoint, src: DenseExpertSource) -> Iterator[np.ndarr
     _, n_in, n_out = src.entry.shape
     w = ckpt.read_f32(src.entry, src.expert * n_in * n_out, n_in * n_out).reshape(n_in, n_out)
     step = max(1, CHUNK_ELEMS // n_in)
-    scales: list[np.ndarray] = []
-    for r in range(0, n_out, step):
-        blocks, s = quantize_mxfp4_blocks(w[:, r : r + step].T)
-        scales.append(s.reshape(-1))
-        yield blocks.reshape(-1)
-    yield from scales
+    yield from _planar_mxfp4(w[:, r : r + step].T for r in range(0, n_out, step))
 
 
 def tensor_chunks(ckpt: Checkpoint, name: str, src: Source, out_type: str
@@ -81,7 +79,7 @@ def tensor_chunks(ckpt: Checkpoint, name: str, src: Source, out_type: str
         elif isinstance(src, DenseExpertSource):
             yield from _dense_expert(ckpt, src)
         elif out_type == "mxfp4":
-            yield from _float_to_mxfp4(ckpt, src)
+            yield from _planar_mxfp4(_row_chunks(ckpt, src))
         else:
             yield from _float_chunks(ckpt, src, out_type)
     except ValueError as e:
