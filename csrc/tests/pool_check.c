@@ -96,12 +96,26 @@ static int parked_workers(int threads) {
         }
     }
     if (n_workers != threads - 1) return fail("not every worker took a share", threads, 0);
+    /* Park the workers while jobs keep coming, so that each is spinning or running a share
+     * when the signal lands, never inside the pool's mutex (on its way to sleep), where a
+     * parked worker would block the caller's next publish: a test artifact, since a
+     * descheduled thread does run again. */
     atomic_store(&parked, 0);
     atomic_store(&release_workers, 0);
+    for (int r = 0; r < 1000; r++) {
+        job j;
+        memset(&j, 0, sizeof j);
+        pool_run(p, share, &j);
+    }
     for (int w = 0; w < n_workers; w++)
         if (pthread_kill(workers[w], SIGUSR1) != 0) return fail("pthread_kill", threads, 0);
-    const struct timespec ms = {0, 1000000};
-    while (atomic_load(&parked) != n_workers) nanosleep(&ms, NULL);
+    while (atomic_load(&parked) != n_workers) {
+        job j;
+        memset(&j, 0, sizeof j);
+        pool_run(p, share, &j);
+        for (int i = 0; i < threads; i++)
+            if (j.runs[i] != 1) return fail("a share did not run exactly once (parking)", threads, 0);
+    }
     for (int r = 0; r < 1000; r++) {
         job j;
         memset(&j, 0, sizeof j);
