@@ -250,8 +250,8 @@ def test_matmul_equals_matvec_per_token(kernels: str, type_: str, cols: int, row
     token whose activations take the exact route (a huge value) among ordinary ones and an
     mxfp4 row with a scale byte outside 2..252; (53, 29) crosses the avx2 blocking (24-row
     blocks, 12-token groups, 3×3 tiles) with remainders everywhere. With int8 activations the
-    one-token path has kernels of its own (avx2: VPMADDUBSW), the batch reuses the int16 ones:
-    this compares the two."""
+    one-token path has kernels of its own (avx2: VPMADDUBSW), and so has the avx2 batch over
+    mxfp4 (its int8 tile); the other batches reuse the int16 ones: this compares them."""
     need_set(kernels)
     g = np.random.default_rng(cols + rows)
     w = (g.standard_normal((rows, cols)) * cols**-0.5).astype(np.float32)
@@ -371,6 +371,33 @@ def test_matvec_mxfp4_extreme_scales(kernels: str, scale_byte: int) -> None:
         assert_close(y, exact, scale, tol, f"{kernels} mxfp4 scale byte {scale_byte}",
                      quantization_bound(kernels, "mxfp4", wd, x))
         assert y[0] == 0 and y[1] == 0
+
+
+@pytest.mark.parametrize("kernels", ALL_SETS)
+def test_int8_batch_mxfp4_largest_sums(kernels: str) -> None:
+    """The batched mxfp4 product over int8 activations at its integer limits: every weight
+    ±6 (doubled code ±12, offset code 24 or 0) against activations ±127 of the same sign,
+    so each block sum is ±32·12·127 and the avx2 tile's int16 pair sums reach ±24384. The
+    batch must still equal the one-token path bit for bit and the integer replay."""
+    need_set(kernels)
+    g = np.random.default_rng(5)
+    rows, cols, n_tok = 7, 2880, 8
+    sign = g.choice([0, 8], size=(rows, cols))            # code 7: +6, code 15: −6
+    codes = 7 + sign
+    codes[0], codes[1] = 7, 15                            # all +6, all −6
+    data = mxfp4_bytes(codes, g.integers(120, 136, size=(rows, cols // 32)))
+    x = np.where(g.random((n_tok, cols)) < 0.5, -1.0, 1.0).astype(np.float32)
+    x[0], x[1] = 1.0, -1.0
+    x[2] = np.where(sign[2] == 0, 1.0, -1.0)            # matches row 2: every product +
+    x[3] = -x[2]
+    batched = matmul(kernels, "mxfp4", data, rows, cols, x, 8)
+    one_by_one = np.concatenate([matmul(kernels, "mxfp4", data, rows, cols, x[t : t + 1], 8)
+                                 for t in range(n_tok)])
+    np.testing.assert_array_equal(batched, one_by_one)
+    for t in range(n_tok):
+        replay, replay_scale = integer_replay("mxfp4", data, rows, cols, x[t], 8)
+        assert_close(batched[t], replay, replay_scale, MATVEC_TOL["mxfp4"],
+                     f"{kernels} token {t} replay")
 
 
 def test_matvec_mxfp4_mixed_scales_in_one_row_block() -> None:

@@ -90,11 +90,13 @@ MATMUL_CASES = [("mxfp4", 5760, 2880, 16), ("mxfp4", 5760, 2880, 64), ("q8_0", 2
 
 
 @pytest.mark.parametrize(("type_", "rows", "cols", "n_tok"), MATMUL_CASES)
-@pytest.mark.parametrize("kernels", ["avx2", "neon"])
+@pytest.mark.parametrize("kernels", ["avx2", "avx2-int8", "neon", "neon-int8"])
 def test_matmul_throughput(benchmark: Any, kernels: str, type_: str, rows: int, cols: int,
                            n_tok: int) -> None:
     """GFLOP/s (2 per multiply-add) of the batched integer product, one thread, weights hot."""
-    if not lib.edgemoe_kernels_available(kernels.encode()):
+    set_name, _, bits_name = kernels.partition("-")
+    bits = 8 if bits_name == "int8" else 16
+    if not lib.edgemoe_kernels_available(set_name.encode()):
         pytest.skip(f"kernel set {kernels!r} does not run on this CPU / build")
     g = np.random.default_rng(0)
     data = encode_tensor(type_, (g.standard_normal((rows, cols)) * cols**-0.5).astype(np.float32))
@@ -104,8 +106,8 @@ def test_matmul_throughput(benchmark: Any, kernels: str, type_: str, rows: int, 
     xp, yp = ffi.from_buffer("float[]", x), ffi.from_buffer("float[]", y)
 
     def run() -> None:
-        assert lib.edgemoe_kernel_matmul(kernels.encode(), TYPE_IDS[type_], wp, rows, cols, xp,
-                                         n_tok, 16, yp) == lib.EDGEMOE_OK
+        assert lib.edgemoe_kernel_matmul(set_name.encode(), TYPE_IDS[type_], wp, rows, cols,
+                                         xp, n_tok, bits, yp) == lib.EDGEMOE_OK
 
     benchmark.pedantic(run, rounds=10, iterations=1, warmup_rounds=1)
     gflops = 2 * rows * cols * n_tok / benchmark.stats.stats.min / 1e9
