@@ -186,7 +186,7 @@ def format_result(r: BenchResult, as_json: bool = False) -> str:
     if as_json:
         return json.dumps(asdict(r))
     gib = 1024**3
-    kernels = r.kernels + (" int8" if r.activations == "int8" else "")
+    kernels = f"{r.kernels} {r.activations}"
     head = "| model | size | kernels | threads | test | t/s |\n|---|---|---|---|---|---|"
     rows = [
         f"| {Path(r.model).name} | {r.model_bytes / gib:.2f} GiB | {kernels} | {r.threads} "
