@@ -874,7 +874,9 @@ DEFINE_ROW_Q8_0(row_q8_0_i8, int8_t, q8_0_block_dot_i8)
  * integers SUMS8 yields, followed by the same scale_sums, so every (row, token) gets exactly
  * the one-token path's result. The work runs chunk by chunk (a ROW_BLOCK-row slice of weights
  * and every token's slice sit in L1) in tiles of up to TILE rows × TILE tokens: each loaded
- * vector feeds TILE products, 9 block-sum accumulators live in registers.
+ * vector feeds TILE products, 9 block-sum accumulators live in registers. mxfp4 over int8
+ * activations has int8 twins of the layout and the tile (tile8, below): 8 vectors per chunk,
+ * lane j of vector k holding values 4k .. 4k+3 of block j.
  */
 #define ROW_BLOCK 24
 #define TILE 3
