@@ -442,14 +442,17 @@ INLINE __m256 pair_dot_mxfp4(const uint8_t *packed, const __m256 xv[8]) {
     return _mm256_add_ps(s0, s1);
 }
 
+/* The 32 nibbles of a group's 16 packed bytes as byte indices: the low lane holds the low
+ * nibbles (even elements 0, 2, .., 30), the high lane the high nibbles (odd elements). */
+INLINE __m256i mxfp4_group_nibbles(const uint8_t *packed) {
+    const __m256i bytes = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i_u *)packed));
+    return _mm256_and_si256(_mm256_blend_epi32(bytes, _mm256_srli_epi16(bytes, 4), 0xF0),
+                            _mm256_set1_epi8(0x0F));
+}
+
 /* Σ code·x' over one group's 32 weights, as 8 sums (layout of the remaining groups). */
 INLINE __m256 group_dot_mxfp4(const uint8_t *packed, const __m256 xv[4]) {
-    const __m256i nibble = _mm256_set1_epi8(0x0F);
-    const __m256i bytes = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i_u *)packed));
-    /* low lane: low nibbles (even elements), high lane: high nibbles (odd elements) */
-    const __m256i nibbles = _mm256_and_si256(
-        _mm256_blend_epi32(bytes, _mm256_srli_epi16(bytes, 4), 0xF0), nibble);
-    const __m256i codes = _mm256_shuffle_epi8(fp4_doubled_lut(), nibbles);
+    const __m256i codes = _mm256_shuffle_epi8(fp4_doubled_lut(), mxfp4_group_nibbles(packed));
     __m256 s0 = _mm256_mul_ps(spread_codes(codes, 0), xv[0]);
     __m256 s1 = _mm256_mul_ps(spread_codes(codes, 1), xv[1]);
     s0 = _mm256_fmadd_ps(spread_codes(codes, 2), xv[2], s0);
@@ -603,11 +606,7 @@ INLINE __m256i dot32_i16(__m256i w_lo, __m256i w_hi, const int16_t *q) {
  * in-lane unpacks with the sign bytes widen them (VPMOVSXBW crosses lanes: 0.8 per cycle here).
  */
 INLINE void mxfp4_group_i16(const uint8_t *packed, __m256i *lo, __m256i *hi) {
-    const __m256i nibble = _mm256_set1_epi8(0x0F);
-    const __m256i bytes = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i_u *)packed));
-    const __m256i idx = _mm256_blend_epi32(_mm256_and_si256(bytes, nibble),
-                                           _mm256_and_si256(_mm256_srli_epi16(bytes, 4), nibble), 0xF0);
-    const __m256i v = _mm256_shuffle_epi8(fp4_doubled_lut(), idx);
+    const __m256i v = _mm256_shuffle_epi8(fp4_doubled_lut(), mxfp4_group_nibbles(packed));
     const __m256i sign = _mm256_cmpgt_epi8(_mm256_setzero_si256(), v);
     *lo = _mm256_unpacklo_epi8(v, sign);
     *hi = _mm256_unpackhi_epi8(v, sign);
@@ -757,12 +756,18 @@ DEFINE_ROW_Q8_0(row_q8_0_i16, int16_t, q8_0_block_dot)
  * 0, 2, .., 30), from QACT_ORDER_EVEN_ODD_HALVES; an odd last group is paired with zeros.
  * out holds n_groups rounded up to even × 32 bytes; offset[g] = FP4_OFFSET · Σ q of group g,
  * for n_groups rounded up to a multiple of 8 (0 past the end). */
-static void pack_i8_mxfp4(const int16_t *q, int64_t n_groups, int8_t *out, int32_t *offset) {
+/* offset[g] = FP4_OFFSET · Σ q of group g, for n_groups rounded up to a multiple of 8 (0 past
+ * the end): what the int8 mxfp4 kernels subtract from their offset sums. */
+static void fp4_offsets(const int16_t *q, int64_t n_groups, int32_t *offset) {
     for (int64_t g = 0; g < (n_groups + IBLK - 1) / IBLK * IBLK; g++) {
         int32_t s = 0;
         for (int i = 0; g < n_groups && i < QK_MXFP4; i++) s += q[g * QK_MXFP4 + i];
         offset[g] = FP4_OFFSET * s;
     }
+}
+
+static void pack_i8_mxfp4(const int16_t *q, int64_t n_groups, int8_t *out, int32_t *offset) {
+    fp4_offsets(q, n_groups, offset);
     for (int64_t g = 0; g < n_groups; g += 2) {
         for (int h = 0; h < 2; h++) {   /* group A (h = 0), B (h = 1) */
             const int16_t *src = q + (g + h) * QK_MXFP4;
@@ -921,6 +926,16 @@ static void interleave_row(const int16_t *src, int64_t n_blocks, int16_t *dst) {
         interleave_chunk(src + b * 32, n_blocks - b < IBLK ? n_blocks - b : IBLK, dst + b * 32);
 }
 
+/* ws[g] = 2^(e − 128) of a row's fast scale bytes (e8m0_half_scales' value), padded with a
+ * finite 0.5 to n_groups rounded up to 8. */
+static void mxfp4_row_scales(const uint8_t *scales, int64_t n_groups, float *ws) {
+    for (int64_t g = 0; g < n_groups; g++) {
+        const uint32_t bits = (uint32_t)(scales[g] - 1) << 23;
+        memcpy(ws + g, &bits, sizeof bits);
+    }
+    for (int64_t g = n_groups; g % IBLK; g++) ws[g] = 0.5f;
+}
+
 /* int8 counterparts (mxfp4 over int8 activations): a block is 32 bytes, i.e. 8 int32 lanes of
  * 4 consecutive values, so one 8×8 transpose interleaves a chunk: lane j of vector k holds
  * values 4k .. 4k+3 of block j. */
@@ -943,18 +958,11 @@ static void interleave_row_i8(const int8_t *src, int64_t n_blocks, int8_t *dst) 
  * 0, 2, .., 14 | 1, .., 15 | 16, .., 30 | 17, .., 31), and ws as decode_row_mxfp4's. */
 static void decode_row_mxfp4_i8(const uint8_t *groups, const uint8_t *scales, int64_t n_groups,
                                 int8_t *w8, float *ws) {
-    const __m256i nibble = _mm256_set1_epi8(0x0F);
     for (int64_t g = 0; g < n_groups; g++) {
-        const __m256i bytes =
-            _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i_u *)(groups + g * GROUP_BYTES)));
-        const __m256i idx = _mm256_blend_epi32(_mm256_and_si256(bytes, nibble),
-                                               _mm256_and_si256(_mm256_srli_epi16(bytes, 4), nibble), 0xF0);
-        const __m256i v = _mm256_shuffle_epi8(fp4_offset_lut(), idx);
+        const __m256i v = _mm256_shuffle_epi8(fp4_offset_lut(), mxfp4_group_nibbles(groups + g * GROUP_BYTES));
         _mm256_storeu_si256((__m256i_u *)(w8 + g * 32), _mm256_permute4x64_epi64(v, 0xD8));
-        const uint32_t bits = (uint32_t)(scales[g] - 1) << 23;
-        memcpy(ws + g, &bits, sizeof bits);
     }
-    for (int64_t g = n_groups; g % IBLK; g++) ws[g] = 0.5f;
+    mxfp4_row_scales(scales, n_groups, ws);
 }
 
 /* Decode an mxfp4 row (fast scale bytes) into w16[cols] and ws[n_groups rounded up to 8]. */
@@ -965,10 +973,8 @@ static void decode_row_mxfp4(const uint8_t *groups, const uint8_t *scales, int64
         mxfp4_group_i16(groups + g * GROUP_BYTES, &lo, &hi);
         _mm256_storeu_si256((__m256i_u *)(w16 + g * 32), lo);
         _mm256_storeu_si256((__m256i_u *)(w16 + g * 32 + 16), hi);
-        const uint32_t bits = (uint32_t)(scales[g] - 1) << 23;   /* e8m0_half_scales' value */
-        memcpy(ws + g, &bits, sizeof bits);
     }
-    for (int64_t g = n_groups; g % IBLK; g++) ws[g] = 0.5f;   /* padding: finite */
+    mxfp4_row_scales(scales, n_groups, ws);
 }
 
 /* Decode a q8_0 row into w16[cols] and ws[n_blocks rounded up to 8]. */
@@ -992,16 +998,15 @@ typedef struct blocked {
     float *xd;           /* [n_tok, n_sc] activation scales, padded with 0 */
     float *acc;          /* [ROW_BLOCK, TOKEN_GROUP, 8] */
     int16_t *row;        /* [stride] one row or token in order, before interleaving */
-    int32_t *off;        /* i8: [n_tok, n_sc] FP4_OFFSET · Σq of each block (0 past the end) */
+    int32_t *off;        /* mxfp4 over int8 activations: [n_tok, n_sc] FP4_OFFSET · Σq of each
+                          * block (0 past the end), and w, q, row hold int8 (in their first
+                          * stride bytes per row), weights as offset codes; else NULL */
     int64_t stride, n_sc;
-    int i8;              /* mxfp4 over int8 activations: w, q, row hold int8 (in their first
-                          * stride bytes per row), weights as offset codes */
     uint8_t fast[ROW_BLOCK];   /* row decoded (else: exact route) */
 } blocked;
 
 /* Allocate the scratch for cols and n_tok; 0 if out of memory. */
 static int blocked_new(blocked *s, int64_t cols, int64_t n_tok, int i8) {
-    s->i8 = i8;
     s->n_sc = (cols / 32 + IBLK - 1) / IBLK * IBLK;
     s->stride = s->n_sc * 32;
     const size_t w = (size_t)ROW_BLOCK * (size_t)s->stride * sizeof(int16_t);
@@ -1078,7 +1083,7 @@ static const tile_fn TILES[TILE][TILE] = {
  * chunk 8 VPMADDUBSW and 2 VPMADDWD per (row, token) instead of 16 VPMADDWD. The block sums
  * minus off are the exact S the int16 tile and the one-token kernels compute, and the same
  * scale_sums follows, so the results are the same bit for bit. (On Zen 3, one thread, a
- * 5760 × 2880 expert over 64 tokens: ~120 GFLOP/s against the int16 tile's ~70.)
+ * 5760 × 2880 expert over 64 tokens: 113–126 GFLOP/s against the int16 tile's 78–81.)
  */
 
 /* The widened sums of vectors k0 .. k0+3 of the tile's rows and tokens. */
@@ -1172,7 +1177,7 @@ static void blocked_tokens(blocked *s, const qact *x, int64_t cols) {
     for (int64_t t = 0; t < x->n_tok; t++) {
         int16_t *q = s->q + t * s->stride;
         float *xd = s->xd + t * s->n_sc;
-        int32_t *off = s->i8 ? s->off + t * s->n_sc : NULL;
+        int32_t *off = s->off ? s->off + t * s->n_sc : NULL;
         if (x->exact[t]) {
             memset(q, 0, (size_t)s->stride * sizeof *q);
             memset(xd, 0, (size_t)s->n_sc * sizeof *xd);
@@ -1183,11 +1188,7 @@ static void blocked_tokens(blocked *s, const qact *x, int64_t cols) {
         if (off) {   /* int8 copy in the same order, and FP4_OFFSET · Σq per block */
             qact_narrow_i8(src, cols, (int8_t *)s->row);
             interleave_row_i8((const int8_t *)s->row, n_blocks, (int8_t *)q);
-            for (int64_t b = 0; b < s->n_sc; b++) {
-                int32_t sum = 0;
-                for (int i = 0; b < n_blocks && i < 32; i++) sum += src[b * 32 + i];
-                off[b] = FP4_OFFSET * sum;
-            }
+            fp4_offsets(src, n_blocks, off);   /* n_sc = n_blocks rounded up to 8 */
         } else {
             interleave_row(src, n_blocks, q);
         }
@@ -1207,7 +1208,7 @@ static void blocked_rows(blocked *s, const tensor *w, int64_t rb, int64_t nr) {
             const size_t row_bytes = (size_t)n_blocks * GROUP_BYTES;
             const uint8_t *sc = w->data + (size_t)w->rows * row_bytes + (size_t)(rb + i) * (size_t)n_blocks;
             s->fast[i] = (uint8_t)scales_fast(sc, (size_t)n_blocks);
-            if (s->fast[i] && s->i8) {
+            if (s->fast[i] && s->off) {
                 decode_row_mxfp4_i8(w->data + (size_t)(rb + i) * row_bytes, sc, n_blocks,
                                     (int8_t *)s->row, ws);
                 interleave_row_i8((const int8_t *)s->row, n_blocks, (int8_t *)wi);
@@ -1242,7 +1243,7 @@ static void matmul_blocked(const tensor *w, int64_t r0, int64_t r1, const qact *
             const float *xd = s->xd + tg * s->n_sc;
             for (int64_t k = 0; k < nr * n_tok; k++) _mm256_store_ps(s->acc + k * IBLK, _mm256_setzero_ps());
             for (int64_t c = 0; c < s->n_sc; c += IBLK) {
-                if (s->i8) {   /* int8 rows are 2·stride bytes apart (the int16 arrays' stride) */
+                if (s->off) {   /* int8 rows are 2·stride bytes apart (the int16 arrays' stride) */
                     chunk8((const int8_t *)s->w + c * 32, (const int8_t *)q + c * 32, s->ws + c,
                            xd + c, s->off + tg * s->n_sc + c, s->acc, 2 * s->stride, s->n_sc, nr, n_tok);
                     continue;
