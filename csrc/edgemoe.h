@@ -61,8 +61,9 @@ const char *edgemoe_status_string(int status);
 const char *edgemoe_version(void);
 
 /*
- * Name of the kernel set a model opened now would use: "reference", "avx2" or "neon" —
- * the one named by the environment variable EDGEMOE_KERNELS (reference|avx2|neon|auto;
+ * Name of the kernel set a model opened now would use: "reference", "avx512", "avx2" or
+ * "neon" — the one named by the environment variable EDGEMOE_KERNELS
+ * (reference|avx512|avx2|neon|auto;
  * unset, empty or "auto" = the best this CPU runs), or "invalid" when that value is
  * unknown or cannot run here (edgemoe_model_open then fails, naming the variable).
  * The CPU is probed once; the variable is read on every call. Never NULL.
@@ -176,8 +177,8 @@ const char *edgemoe_context_error(const edgemoe_context *ctx);
 
 /*
  * Kernel sets called directly, for tests and benchmarks (the forward pass uses the set its
- * model chose at open). `kernels` names a set as EDGEMOE_KERNELS does ("reference", "avx2",
- * "neon" or "auto"). Each call returns EDGEMOE_OK; EDGEMOE_ERR_ARG for an unknown set name, a
+ * model chose at open). `kernels` names a set as EDGEMOE_KERNELS does ("reference", "avx512",
+ * "avx2", "neon" or "auto"). Each call returns EDGEMOE_OK; EDGEMOE_ERR_ARG for an unknown set name, a
  * NULL pointer or a bad size; EDGEMOE_ERR_UNSUPPORTED if the set cannot run on this CPU or
  * build; EDGEMOE_ERR_NOMEM.
  */

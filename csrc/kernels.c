@@ -35,6 +35,7 @@ enum {
     CPU_PROBED = 1,    /* the cache below is filled */
     CPU_AVX2 = 2,      /* AVX2 + FMA + F16C, with OS support for the YMM state */
     CPU_NEON = 4,      /* arm64 Advanced SIMD */
+    CPU_AVX512 = 8,    /* AVX-512 F, BW, VL and VNNI, with OS support for the ZMM state */
 };
 
 static atomic_int cpu_flags_cache;   /* 0 until the first probe */
@@ -48,6 +49,14 @@ static int cpu_probe(void) {
     const int f16c = __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C);
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && f16c)
         flags |= CPU_AVX2;
+#if defined(EDGEMOE_EMULATE_AVX512)
+    /* tests only: kernels_avx512.c built on SIMDe runs its intrinsics as portable C */
+    if (flags & CPU_AVX2) flags |= CPU_AVX512;
+#else
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")
+        && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni"))
+        flags |= CPU_AVX512;
+#endif
 #endif
 #if defined(EDGEMOE_BUILD_NEON)
     flags |= CPU_NEON;
@@ -77,6 +86,12 @@ typedef struct kernel_set {
 
 /* Best first; the reference stays last (it runs everywhere). */
 static const kernel_set KNOWN[] = {
+#if defined(EDGEMOE_BUILD_AVX512)
+    {"avx512", &KERNELS_AVX512, CPU_AVX512 | CPU_AVX2,
+     "an x86-64 CPU with AVX-512 (F, BW, VL) and VNNI"},
+#else
+    {"avx512", NULL, CPU_AVX512 | CPU_AVX2, "an x86-64 CPU with AVX-512 (F, BW, VL) and VNNI"},
+#endif
 #if defined(EDGEMOE_BUILD_AVX2)
     {"avx2", &KERNELS_AVX2, CPU_AVX2, "an x86-64 CPU with AVX2, FMA and F16C"},
 #else
@@ -131,8 +146,8 @@ int kernels_from_env(const kernel_table **out, char *err, size_t err_len) {
     runnable_list(runnable, sizeof runnable);
     if (rc == EDGEMOE_ERR_ARG)
         return error_write(err, err_len, rc,
-                           "EDGEMOE_KERNELS='%.64s' is not a kernel set (use auto, reference, avx2 "
-                           "or neon; this CPU runs: %s)", wanted, runnable);
+                           "EDGEMOE_KERNELS='%.64s' is not a kernel set (use auto, reference, avx2, "
+                           "avx512 or neon; this CPU runs: %s)", wanted, runnable);
     const kernel_set *set = NULL;
     for (size_t i = 0; i < N_KNOWN; i++)
         if (strcmp(KNOWN[i].name, wanted) == 0) set = &KNOWN[i];

@@ -122,8 +122,8 @@ INLINE void rows_f32(const uint8_t *row0, size_t row_bytes, int64_t cols, const 
     }
 }
 
-static void matvec_f32_f32_avx2(const tensor *w, int64_t r0, int64_t r1, const float *x,
-                                float *y, float *work) {
+void matvec_f32_f32_avx2(const tensor *w, int64_t r0, int64_t r1, const float *x,
+                         float *y, float *work) {
     (void)work;
     const size_t row_bytes = (size_t)w->cols * 4;
     int64_t r = r0;
@@ -159,8 +159,8 @@ INLINE void rows_f16(const uint8_t *row0, size_t row_bytes, int64_t cols, const 
     }
 }
 
-static void matvec_f32_f16_avx2(const tensor *w, int64_t r0, int64_t r1, const float *x,
-                                float *y, float *work) {
+void matvec_f32_f16_avx2(const tensor *w, int64_t r0, int64_t r1, const float *x,
+                         float *y, float *work) {
     (void)work;
     const size_t row_bytes = (size_t)w->cols * 2;
     int64_t r = r0;
@@ -214,8 +214,8 @@ INLINE void rows_bf16(const uint8_t *row0, size_t row_bytes, int64_t cols, const
     }
 }
 
-static void matvec_f32_bf16_avx2(const tensor *w, int64_t r0, int64_t r1, const float *x,
-                                 float *y, float *work) {
+void matvec_f32_bf16_avx2(const tensor *w, int64_t r0, int64_t r1, const float *x,
+                          float *y, float *work) {
     const size_t row_bytes = (size_t)w->cols * 2;
     deinterleave_16(x, w->cols, work);
     int64_t r = r0;
@@ -291,8 +291,8 @@ static float row_q8_0_exact(const uint8_t *row, int64_t n_blocks, const float *x
     return hsum_ps(acc);
 }
 
-static void matvec_f32_q8_0_avx2(const tensor *w, int64_t r0, int64_t r1, const float *x,
-                                 float *y, float *work) {
+void matvec_f32_q8_0_avx2(const tensor *w, int64_t r0, int64_t r1, const float *x,
+                          float *y, float *work) {
     (void)work;
     const int64_t n_blocks = w->cols / QK8_0;
     const size_t row_bytes = (size_t)n_blocks * sizeof(block_q8_0);
@@ -395,7 +395,7 @@ static int mxfp4_prepare_x(const float *x, int64_t n_groups, float *out) {
 }
 
 /* 1 if every byte of s[n] is in [MXFP4_FAST_MIN_SCALE, MXFP4_FAST_MAX_SCALE]. */
-static int scales_fast(const uint8_t *s, size_t n) {
+int scales_fast_avx2(const uint8_t *s, size_t n) {
     const __m256i lo = _mm256_set1_epi8((char)MXFP4_FAST_MIN_SCALE);
     const __m256i hi = _mm256_set1_epi8((char)MXFP4_FAST_MAX_SCALE);
     __m256i bad = _mm256_setzero_si256();
@@ -525,8 +525,8 @@ static float row_mxfp4_exact(const uint8_t *groups, const uint8_t *scales, int64
     return hsum_ps(acc);
 }
 
-static void matvec_f32_mxfp4_avx2(const tensor *w, int64_t r0, int64_t r1, const float *x,
-                                  float *y, float *work) {
+void matvec_f32_mxfp4_avx2(const tensor *w, int64_t r0, int64_t r1, const float *x,
+                           float *y, float *work) {
     const int64_t n_groups = w->cols / QK_MXFP4;
     const size_t row_group_bytes = (size_t)n_groups * GROUP_BYTES;
     const uint8_t *scales = w->data + (size_t)w->rows * row_group_bytes;
@@ -535,7 +535,7 @@ static void matvec_f32_mxfp4_avx2(const tensor *w, int64_t r0, int64_t r1, const
         const int nr = r1 - r >= 4 ? 4 : 1;
         const uint8_t *g0 = w->data + (size_t)r * row_group_bytes;
         const uint8_t *s0 = scales + (size_t)r * (size_t)n_groups;
-        if (x_fast && scales_fast(s0, (size_t)nr * (size_t)n_groups)) {
+        if (x_fast && scales_fast_avx2(s0, (size_t)nr * (size_t)n_groups)) {
             if (nr == 4) rows_mxfp4_fast(g0, s0, n_groups, work, y + r, 4);
             else rows_mxfp4_fast(g0, s0, n_groups, work, y + r, 1);
         } else {
@@ -1160,7 +1160,7 @@ static void chunk8(const int8_t *w, const int8_t *q, const float *ws, const floa
 
 /* Row r of W (q8_0 or mxfp4) · xf by the exact f32 route: mxfp4 rows with a scale byte outside
  * 2..252, and tokens qact marked exact. */
-static float row_exact(const tensor *w, int64_t r, const float *xf) {
+float row_exact_avx2(const tensor *w, int64_t r, const float *xf) {
     const int64_t n_blocks = w->cols / 32;
     if (w->type == EDGEMOE_TYPE_MXFP4) {
         const size_t row_bytes = (size_t)n_blocks * GROUP_BYTES;
@@ -1171,7 +1171,7 @@ static float row_exact(const tensor *w, int64_t r, const float *xf) {
 }
 
 /* Every token's activations interleaved (exact tokens: zeros; their results come from
- * row_exact), scales padded with zeros to whole chunks. */
+ * row_exact_avx2), scales padded with zeros to whole chunks. */
 static void blocked_tokens(blocked *s, const qact *x, int64_t cols) {
     const int64_t n_blocks = cols / 32;
     for (int64_t t = 0; t < x->n_tok; t++) {
@@ -1207,7 +1207,7 @@ static void blocked_rows(blocked *s, const tensor *w, int64_t rb, int64_t nr) {
         if (w->type == EDGEMOE_TYPE_MXFP4) {
             const size_t row_bytes = (size_t)n_blocks * GROUP_BYTES;
             const uint8_t *sc = w->data + (size_t)w->rows * row_bytes + (size_t)(rb + i) * (size_t)n_blocks;
-            s->fast[i] = (uint8_t)scales_fast(sc, (size_t)n_blocks);
+            s->fast[i] = (uint8_t)scales_fast_avx2(sc, (size_t)n_blocks);
             if (s->fast[i] && s->off) {
                 decode_row_mxfp4_i8(w->data + (size_t)(rb + i) * row_bytes, sc, n_blocks,
                                     (int8_t *)s->row, ws);
@@ -1264,7 +1264,7 @@ static void matmul_blocked(const tensor *w, int64_t r0, int64_t r1, const qact *
                     if (s->fast[i] && !x->exact[tg + t])
                         *out = hsum_ps(_mm256_load_ps(s->acc + (i * n_tok + t) * IBLK));
                     else
-                        *out = row_exact(w, rb + i, x->x + (tg + t) * w->cols);
+                        *out = row_exact_avx2(w, rb + i, x->x + (tg + t) * w->cols);
                 }
             }
         }
@@ -1287,8 +1287,8 @@ static void matvec_int8_avx2(const tensor *w, int64_t r0, int64_t r1, const qact
             continue;
         }
         const uint8_t *sc = w->data + (size_t)w->rows * row_bytes + (size_t)r * (size_t)n_blocks;
-        y[r] = scales_fast(sc, (size_t)n_blocks) ? row_mxfp4_i8(row, sc, n_blocks, q8, offset, x->d)
-                                                 : row_exact(w, r, x->x);
+        y[r] = scales_fast_avx2(sc, (size_t)n_blocks) ? row_mxfp4_i8(row, sc, n_blocks, q8, offset, x->d)
+                                                 : row_exact_avx2(w, r, x->x);
     }
 }
 
@@ -1314,13 +1314,13 @@ static void matmul_int_avx2(const tensor *w, int64_t r0, int64_t r1, const qact 
         const uint8_t *row = w->data + (size_t)r * row_bytes;
         const uint8_t *sc = mxfp4 ? w->data + (size_t)w->rows * row_bytes + (size_t)r * (size_t)n_blocks
                                   : NULL;   /* mxfp4's scale bytes follow all rows' groups */
-        const int fast_row = !mxfp4 || scales_fast(sc, (size_t)n_blocks);
+        const int fast_row = !mxfp4 || scales_fast_avx2(sc, (size_t)n_blocks);
         for (int64_t t = 0; t < x->n_tok; t++) {
             const int16_t *q = x->q + t * cols;
             const float *xd = x->d + t * n_blocks;
             float *out = y + t * ldy + r;
             if (!fast_row || x->exact[t])
-                *out = row_exact(w, r, x->x + t * cols);
+                *out = row_exact_avx2(w, r, x->x + t * cols);
             else
                 *out = mxfp4 ? row_mxfp4_i16(row, sc, n_blocks, q, xd) : row_q8_0_i16(row, n_blocks, q, q, xd);
         }
@@ -1332,7 +1332,7 @@ static void matmul_int_avx2(const tensor *w, int64_t r0, int64_t r1, const qact 
  */
 
 /* Σ a·b in f32, four sums of 8. */
-static double dot_f32_avx2(const float *a, const float *b, int64_t n) {
+double dot_f32_avx2(const float *a, const float *b, int64_t n) {
     __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
                      _mm256_setzero_ps()};
     int64_t i = 0;
@@ -1350,8 +1350,8 @@ static double dot_f32_avx2(const float *a, const float *b, int64_t n) {
 
 /* out[d] = Σ_j p[j]·rows[j·stride + d], f32 sums kept in registers, 32 (then 8) columns at
  * a time. */
-static void weighted_sum_avx2(float *out, const float *p, const float *rows, size_t stride,
-                              int64_t n, int64_t dim, double *acc_unused) {
+void weighted_sum_avx2(float *out, const float *p, const float *rows, size_t stride,
+                       int64_t n, int64_t dim, double *acc_unused) {
     (void)acc_unused;
     int64_t d = 0;
     for (; d + 32 <= dim; d += 32) {
@@ -1380,7 +1380,7 @@ static void weighted_sum_avx2(float *out, const float *p, const float *rows, siz
 }
 
 /* As the reference, with the sum of squares in double (x² is exact in double), 8 at a time. */
-static void rmsnorm_avx2(float *out, const float *x, const float *w, int64_t n, float eps) {
+void rmsnorm_avx2(float *out, const float *x, const float *w, int64_t n, float eps) {
     __m256d acc0 = _mm256_setzero_pd(), acc1 = _mm256_setzero_pd();
     int64_t i = 0;
     for (; i + 8 <= n; i += 8) {
@@ -1401,8 +1401,8 @@ static void rmsnorm_avx2(float *out, const float *x, const float *w, int64_t n, 
 }
 
 /* One head's scores over n keys (scores_fn of kernels.h): dot_f32_avx2 per key, inlined. */
-static void scores_f32_avx2(float *out, const float *q, const float *keys, size_t stride, int64_t n,
-                            int64_t dim, double scale) {
+void scores_f32_avx2(float *out, const float *q, const float *keys, size_t stride, int64_t n,
+                     int64_t dim, double scale) {
     for (int64_t j = 0; j < n; j++)
         out[j] = (float)(dot_f32_avx2(q, keys + (size_t)j * stride, dim) * scale);
 }

@@ -13,6 +13,34 @@
 #define EDGEMOE_BUILD_AVX2 1
 /* "avx2" (kernels_avx2.c): needs AVX2, FMA and F16C. */
 extern const kernel_table KERNELS_AVX2;
+
+#define EDGEMOE_BUILD_AVX512 1
+/* "avx512" (kernels_avx512.c): needs what "avx2" needs plus AVX-512 F, BW, VL and VNNI. */
+extern const kernel_table KERNELS_AVX512;
+
+/* The avx2 kernels the avx512 set shares (every CPU with AVX-512 has AVX2, FMA and F16C):
+ * its entries for the products it has no 512-bit kernel for, and the exact f32 routes. */
+void matvec_f32_f32_avx2(const tensor *w, int64_t r0, int64_t r1, const float *x, float *y,
+                         float *work);
+void matvec_f32_f16_avx2(const tensor *w, int64_t r0, int64_t r1, const float *x, float *y,
+                         float *work);
+void matvec_f32_bf16_avx2(const tensor *w, int64_t r0, int64_t r1, const float *x, float *y,
+                          float *work);
+void matvec_f32_q8_0_avx2(const tensor *w, int64_t r0, int64_t r1, const float *x, float *y,
+                          float *work);
+void matvec_f32_mxfp4_avx2(const tensor *w, int64_t r0, int64_t r1, const float *x, float *y,
+                           float *work);
+double dot_f32_avx2(const float *a, const float *b, int64_t n);
+void scores_f32_avx2(float *out, const float *q, const float *keys, size_t stride, int64_t n,
+                     int64_t dim, double scale);
+void weighted_sum_avx2(float *out, const float *p, const float *rows, size_t stride, int64_t n,
+                       int64_t dim, double *acc_unused);
+void rmsnorm_avx2(float *out, const float *x, const float *w, int64_t n, float eps);
+/* 1 if every mxfp4 scale byte of s[n] takes the integer kernels (2..252), else 0. */
+int scales_fast_avx2(const uint8_t *s, size_t n);
+/* Row r of W (q8_0 or mxfp4) · xf by the exact f32 route (matches the reference's infinities
+ * and NaNs): rows with a scale byte outside 2..252, and tokens qact marked exact. */
+float row_exact_avx2(const tensor *w, int64_t r, const float *xf);
 #endif
 
 #if defined(__aarch64__)

@@ -16,8 +16,10 @@
  * (f32 accumulation instead of double; the second term covers results in the subnormal
  * range), plus, where the set rounds activations to int16 blocks for the weight type
  * (edgemoe_kernel_int16_activations), Σ_c |W[r,c]| · d_b(c) / 2 with d_b the block's scale
- * max|x| / 32767 (kernels.h, struct qact). The batched entry point (edgemoe_kernel_matmul)
- * must give bit for bit the one-token results. Where the reference is finite the fast result must be finite; where it is not, both
+ * max|x| / 32767 (kernels.h, struct qact); one token over int8 activations likewise with
+ * max|x| / 127. The batched entry point (edgemoe_kernel_matmul) must give bit for bit the
+ * one-token results, over 3 and over 21 tokens. Where the reference is finite the fast result
+ * must be finite; where it is not, both
  * must be the same infinity or both NaN (checked on data built so that f32 partial sums
  * cannot overflow).
  */
@@ -176,9 +178,10 @@ static void abs_products(const uint8_t *w, int type, int64_t rows, int64_t cols,
     free(row);
 }
 
-/* Per row, what rounding x to int16 blocks can cost: Σ |W[r,c]| · (max|x| of c's block / 32767) / 2. */
+/* Per row, what rounding x to blocks of integers within ±m (32767: int16, 127: int8) can cost:
+ * Σ |W[r,c]| · (max|x| of c's block / m) / 2. */
 static void quantization_bound(const uint8_t *w, int type, int64_t rows, int64_t cols,
-                               const float *x, double *out) {
+                               const float *x, double m, double *out) {
     float *row = malloc((size_t)cols * sizeof *row + 1);
     const tensor t = {.data = w, .type = type, .rows = rows, .cols = cols};
     for (int64_t r = 0; r < rows; r++) {
@@ -190,25 +193,25 @@ static void quantization_bound(const uint8_t *w, int type, int64_t rows, int64_t
                 amax = fmax(amax, fabs((double)x[b * 32 + i]));
                 wsum += fabs((double)row[b * 32 + i]);
             }
-            s += wsum * amax / 32767.0 * 0.5 * (1 + 0x1p-10);
+            s += wsum * amax / m * 0.5 * (1 + 0x1p-10);
         }
         out[r] = s;
     }
     free(row);
 }
 
-/* The batched product of 3 tokens equals the one-token products, bit for bit, with activations
- * rounded to int16 and to int8 (one token over int8 takes kernels of its own). */
+/* The batched product of n_tok tokens equals the one-token products, bit for bit, with
+ * activations rounded to int16 and to int8 (one token over int8 takes kernels of its own). */
 static void check_batch_equal(const char *set, int type, const uint8_t *w, int64_t rows,
-                              int64_t cols, const float *x) {
-    enum { N_TOK = 3 };
-    float *xs = malloc((size_t)(N_TOK * cols) * sizeof *xs);
-    float *yb = malloc((size_t)(N_TOK * rows) * sizeof *yb), *y1 = malloc((size_t)rows * sizeof *y1 + 1);
-    for (int t = 0; t < N_TOK; t++)
-        for (int64_t c = 0; c < cols; c++) xs[t * cols + c] = x[c] * (float)(t + 1) - (float)t * 0.25f;
+                              int64_t cols, const float *x, int n_tok) {
+    float *xs = malloc((size_t)(n_tok * cols) * sizeof *xs);
+    float *yb = malloc((size_t)(n_tok * rows) * sizeof *yb), *y1 = malloc((size_t)rows * sizeof *y1 + 1);
+    for (int t = 0; t < n_tok; t++)
+        for (int64_t c = 0; c < cols; c++)
+            xs[t * cols + c] = x[(c + 7 * t) % cols] * (float)(t % 5 + 1) - (float)t * 0.25f;
     for (int bits = 8; bits <= 16; bits += 8) {
-        int rc = edgemoe_kernel_matmul(set, type, w, rows, cols, xs, N_TOK, bits, yb);
-        for (int t = 0; t < N_TOK && !rc; t++) {
+        int rc = edgemoe_kernel_matmul(set, type, w, rows, cols, xs, n_tok, bits, yb);
+        for (int t = 0; t < n_tok && !rc; t++) {
             rc = edgemoe_kernel_matmul(set, type, w, rows, cols, xs + t * cols, 1, bits, y1);
             checks++;
             if (!rc && memcmp(y1, yb + t * rows, (size_t)rows * sizeof *y1) != 0 && failures++ < 20)
@@ -232,23 +235,41 @@ static void check_matvec_case(const char *set, int type, int64_t rows, int64_t c
     float *y = malloc((size_t)rows * sizeof *y + 1), *ref = malloc((size_t)rows * sizeof *ref + 1);
     double *scale = malloc((size_t)rows * sizeof *scale + 1);
     double *qbound = calloc((size_t)rows + 1, sizeof *qbound);
+    double *qbound8 = calloc((size_t)rows + 1, sizeof *qbound8);
+    float *y8 = malloc((size_t)rows * sizeof *y8 + 1);
+    const int integer = edgemoe_kernel_int16_activations(set, type);
     random_tensor(w, type, rows, cols, scale_byte, d_bits);
     for (int64_t c = 0; c < cols; c++) x[c] = rng_unit() * x_scale;
     int rc = edgemoe_kernel_matvec("reference", type, w, rows, cols, x, ref);
     rc |= edgemoe_kernel_matvec(set, type, w, rows, cols, x, y);
+    /* one token over int8 activations: the kernels the int8 option decodes with */
+    if (integer) rc |= edgemoe_kernel_matmul(set, type, w, rows, cols, x, 1, 8, y8);
     if (rc != EDGEMOE_OK) {
         printf("FAIL %s %s: edgemoe_kernel_matvec returned %d\n", set, TYPE_NAMES[type], rc);
         failures++;
     } else {
         abs_products(w, type, rows, cols, x, scale);
-        if (edgemoe_kernel_int16_activations(set, type)) quantization_bound(w, type, rows, cols, x, qbound);
-        if (x_scale == 1.0f && scale_byte < 0 && d_bits < 0) check_batch_equal(set, type, w, rows, cols, x);
+        if (integer) {
+            quantization_bound(w, type, rows, cols, x, 32767.0, qbound);
+            quantization_bound(w, type, rows, cols, x, 127.0, qbound8);
+        }
+        if (x_scale == 1.0f && scale_byte < 0 && d_bits < 0) {
+            /* 3 tokens: one partial tile; 21: whole tiles, a second token group, partial ones */
+            check_batch_equal(set, type, w, rows, cols, x, 3);
+            if (cols <= 544) check_batch_equal(set, type, w, rows, cols, x, 21);
+        }
         for (int64_t r = 0; r < rows; r++) {
             char what[160];
             snprintf(what, sizeof what, "%s matvec %s %lldx%lld row %lld (scale byte %d, d %d)", set,
                      TYPE_NAMES[type], (long long)rows, (long long)cols, (long long)r, scale_byte,
                      d_bits);
             compare(what, y[r], ref[r], scale[r], (double)cols * 0x1p-149 + qbound[r], wst);
+            if (!integer) continue;
+            snprintf(what, sizeof what, "%s matvec %s int8 %lldx%lld row %lld (scale byte %d, d %d)",
+                     set, TYPE_NAMES[type], (long long)rows, (long long)cols, (long long)r, scale_byte,
+                     d_bits);
+            worst unused = {0};   /* the int8 rounding dominates: not a kernel's error to report */
+            compare(what, y8[r], ref[r], scale[r], (double)cols * 0x1p-149 + qbound8[r], &unused);
         }
     }
     free(w);
@@ -257,6 +278,8 @@ static void check_matvec_case(const char *set, int type, int64_t rows, int64_t c
     free(ref);
     free(scale);
     free(qbound);
+    free(qbound8);
+    free(y8);
 }
 
 static void check_matvec(const char *set) {
@@ -379,7 +402,7 @@ static void check_vector_ops(const char *set) {
 }
 
 int main(int argc, char **argv) {
-    static const char *const SETS[] = {"avx2", "neon"};
+    static const char *const SETS[] = {"avx512", "avx2", "neon"};
     for (int i = 1; i < argc; i++) {
         if (!edgemoe_kernels_available(argv[i])) {
             printf("kernel set '%s' cannot run here\n", argv[i]);

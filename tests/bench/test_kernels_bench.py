@@ -29,7 +29,7 @@ TYPE_IDS = {"f32": 0, "bf16": 2, "q8_0": 4, "mxfp4": 5}
 SHAPES = [("q8_0", 2880, 2880), ("bf16", 2880, 2880), ("mxfp4", 5760, 2880), ("mxfp4", 2880, 2880)]
 #: Kernel sets, and for the integer ones the activation rounding (bits): "avx2-int8" is the
 #: avx2 set with edgemoe_model_params.activation_bits = 8.
-SETS = ["reference", "avx2", "avx2-int8", "neon", "neon-int8"]
+SETS = ["reference", "avx512", "avx512-int8", "avx2", "avx2-int8", "neon", "neon-int8"]
 DRAM_BYTES = 256 << 20
 
 RESULTS: list[tuple[str, str, str, float]] = []
@@ -90,7 +90,8 @@ MATMUL_CASES = [("mxfp4", 5760, 2880, 16), ("mxfp4", 5760, 2880, 64), ("q8_0", 2
 
 
 @pytest.mark.parametrize(("type_", "rows", "cols", "n_tok"), MATMUL_CASES)
-@pytest.mark.parametrize("kernels", ["avx2", "avx2-int8", "neon", "neon-int8"])
+@pytest.mark.parametrize("kernels", ["avx512", "avx512-int8", "avx2", "avx2-int8", "neon",
+                                     "neon-int8"])
 def test_matmul_throughput(benchmark: Any, kernels: str, type_: str, rows: int, cols: int,
                            n_tok: int) -> None:
     """GFLOP/s (2 per multiply-add) of the batched integer product, one thread, weights hot."""

@@ -1,0 +1,752 @@
+/*
+ * kernels_avx512.c — the "avx512" kernel set: the integer products over q8_0 and mxfp4 weights
+ * with 512-bit vectors and VNNI (AVX-512 F, BW, VL and VNNI: Intel Cascade Lake, Ice Lake and
+ * later, AMD Zen 4 and later). Every other entry is the avx2 set's: those CPUs have AVX2.
+ *
+ * They compute what kernels_avx2.c's integer kernels compute: activations rounded to int16 (or
+ * int8) blocks by qact_quantize, exact int32 block sums S = Σ w·q, then per block
+ * acc += (f32(S) · xd) · ws in f32. The instructions differ. VPDPWSSD multiplies int16 pairs and
+ * adds them to int32 lanes in one step (int16 activations). VPDPBUSD multiplies four unsigned
+ * by four signed bytes and adds them to an int32 lane (int8 activations): the weights are made
+ * unsigned by an offset (mxfp4 doubled codes + 12, q8_0 values + 128) whose share of a block
+ * sum, offset · Σq, is computed once per token and subtracted, so S is the same exact integer.
+ * Blocks go 16 at a time (one vector of 16 block sums), so the float steps are not avx2's:
+ * results agree with the reference within the tolerances tests state, not bit for bit with the
+ * avx2 set. Within this set a batch gives bit for bit the one-token results: the same sums,
+ * the same 16-lane float steps in the same order, the same final sum (hsum16).
+ *
+ * Tested without AVX-512 hardware: built with -DEDGEMOE_EMULATE_AVX512 (tests/test_kernels_cross.py
+ * does so for csrc/tests/kernel_check.c), the intrinsics come from SIMDe, which implements each
+ * in portable C, and kernels.c counts the set as runnable on any AVX2 CPU. The library (build.py)
+ * never defines it: there the file is compiled for the real instructions by a target pragma,
+ * and kernels.c hands the set out only after checking the CPU. Not tuned on real hardware (none
+ * here): tile and block sizes are chosen for 32 vector registers and a 32 KB L1.
+ *
+ * Unaligned data: weights and activations from the caller are read with unaligned loads; the
+ * scratch this file allocates is 64-byte aligned. Tails (blocks past the last whole chunk of
+ * 16) are copied into zero-padded buffers, so no load reaches past a row or a tensor.
+ */
+#if defined(__x86_64__) || defined(_M_X64)
+
+#if defined(EDGEMOE_EMULATE_AVX512)
+#define SIMDE_ENABLE_NATIVE_ALIASES
+#include <simde/x86/avx512.h>
+#else
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c"))), apply_to = function)
+#else
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")
+#endif
+#include <immintrin.h>
+#endif
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels_isa.h"
+
+#define INLINE static inline __attribute__((always_inline))
+
+#define NB 16                     /* blocks per chunk: one vector of 16 int32 block sums */
+#define QK 32                     /* values per q8_0 block and per mxfp4 group */
+#define Q8_BYTES sizeof(block_q8_0)      /* 34: f16 scale, 32 int8 */
+#define GROUP_BYTES sizeof(group_mxfp4)  /* 16: 32 nibbles; the scale bytes follow all rows */
+#define FP4_OFFSET 12             /* doubled FP4 codes (-12..12) + 12: unsigned for VPDPBUSD */
+#define Q8_OFFSET 128             /* q8_0 values (-128..127) + 128, likewise */
+#define PREFETCH_DISTANCE 4096    /* as kernels_avx2.c: weights stream from DRAM once a token */
+
+/* ---------------------------------------------------------------------------------------
+ * Small helpers
+ */
+
+INLINE void prefetch_ahead(const uint8_t *p) {
+    _mm_prefetch((const char *)((uintptr_t)p + PREFETCH_DISTANCE), _MM_HINT_T0);
+}
+
+INLINE int64_t round_up16(int64_t n) {
+    return (n + NB - 1) / NB * NB;
+}
+
+/* The sum of the 16 lanes, in one fixed order (every route of the set ends with it). */
+INLINE float hsum16(__m512 v) {
+    const __m256 lo = _mm512_castps512_ps256(v);
+    const __m256 hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1));
+    const __m256 s8 = _mm256_add_ps(lo, hi);
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* acc += (f32(S) · xd) · ws for the 16 blocks of a chunk, given their sums S. */
+INLINE __m512 scale_sums(__m512 acc, __m512i sums, __m512 ws, __m512 xd) {
+    return _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(sums), xd), ws, acc);
+}
+
+/* 2^(e − 128) for 16 mxfp4 scale bytes e at p (fast bytes 2..252, or the padding 127): the
+ * scale of the doubled codes, a normal f32 each. */
+INLINE __m512 e8m0_half_scales16(const uint8_t *p) {
+    const __m512i e = _mm512_cvtepu16_epi32(_mm256_cvtepu8_epi16(_mm_loadu_si128((const void *)p)));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_sub_epi32(e, _mm512_set1_epi32(1)), 23));
+}
+
+/* The f16 scales of q8_0 blocks 0 .. n−1 at blocks (34 bytes apart) as f32, zero from n to 16. */
+INLINE __m512 q8_0_scales16(const uint8_t *blocks, int64_t n) {
+    uint16_t h[NB];
+    for (int64_t j = 0; j < NB; j++) {
+        h[j] = 0;
+        if (j < n) memcpy(&h[j], blocks + (size_t)j * Q8_BYTES, sizeof h[j]);
+    }
+    return _mm512_cvtph_ps(_mm256_loadu_si256((const void *)h));
+}
+
+/*
+ * Horizontal sums of int32 vectors (exact in any order). Within each 128-bit lane:
+ * pair_sums(a, b) = [a0+a2, b0+b2, a1+a3, b1+b3]; lane_sums4(a, b, c, d) = [Σa, Σb, Σc, Σd] of
+ * that lane's four elements. fold_lanes adds 128-bit lanes pairwise:
+ * [a.L0+a.L1, a.L2+a.L3, b.L0+b.L1, b.L2+b.L3].
+ */
+INLINE __m512i pair_sums(__m512i a, __m512i b) {
+    return _mm512_add_epi32(_mm512_unpacklo_epi32(a, b), _mm512_unpackhi_epi32(a, b));
+}
+
+INLINE __m512i lane_sums4(__m512i a, __m512i b, __m512i c, __m512i d) {
+    const __m512i ab = pair_sums(a, b), cd = pair_sums(c, d);
+    return _mm512_add_epi32(_mm512_unpacklo_epi64(ab, cd), _mm512_unpackhi_epi64(ab, cd));
+}
+
+INLINE __m512i fold_lanes(__m512i a, __m512i b) {
+    return _mm512_add_epi32(_mm512_shuffle_i32x4(a, b, 0x88), _mm512_shuffle_i32x4(a, b, 0xDD));
+}
+
+/* [Σ lanes of p[0], .., Σ lanes of p[15]]: lane_sums4 puts Σ over 128-bit lane L of p[4m+v]
+ * in lane 4L+v of its m-th result; two folds add the four 128-bit lanes. */
+INLINE __m512i sums16(const __m512i p[NB]) {
+    const __m512i u0 = lane_sums4(p[0], p[1], p[2], p[3]), u1 = lane_sums4(p[4], p[5], p[6], p[7]);
+    const __m512i u2 = lane_sums4(p[8], p[9], p[10], p[11]);
+    const __m512i u3 = lane_sums4(p[12], p[13], p[14], p[15]);
+    return fold_lanes(fold_lanes(u0, u1), fold_lanes(u2, u3));
+}
+
+/* The 16×16 int32 transpose: out[k] lane j = in[j] lane k. */
+INLINE void transpose16_epi32(const __m512i in[16], __m512i out[16]) {
+    __m512i t[16], u[16];
+    for (int i = 0; i < 8; i++) {   /* per 128-bit lane: [a0 b0 a1 b1], [a2 b2 a3 b3] */
+        t[2 * i] = _mm512_unpacklo_epi32(in[2 * i], in[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_epi32(in[2 * i], in[2 * i + 1]);
+    }
+    for (int m = 0; m < 4; m++) {   /* u[4m+e] 128-bit lane L: column 4L+e of in[4m .. 4m+3] */
+        u[4 * m + 0] = _mm512_unpacklo_epi64(t[4 * m + 0], t[4 * m + 2]);
+        u[4 * m + 1] = _mm512_unpackhi_epi64(t[4 * m + 0], t[4 * m + 2]);
+        u[4 * m + 2] = _mm512_unpacklo_epi64(t[4 * m + 1], t[4 * m + 3]);
+        u[4 * m + 3] = _mm512_unpackhi_epi64(t[4 * m + 1], t[4 * m + 3]);
+    }
+    for (int e = 0; e < 4; e++) {   /* out[4L+e] = [u[e].L, u[4+e].L, u[8+e].L, u[12+e].L] */
+        const __m512i v0 = _mm512_shuffle_i32x4(u[e], u[4 + e], 0x44);
+        const __m512i v1 = _mm512_shuffle_i32x4(u[e], u[4 + e], 0xEE);
+        const __m512i v2 = _mm512_shuffle_i32x4(u[8 + e], u[12 + e], 0x44);
+        const __m512i v3 = _mm512_shuffle_i32x4(u[8 + e], u[12 + e], 0xEE);
+        out[e] = _mm512_shuffle_i32x4(v0, v2, 0x88);
+        out[4 + e] = _mm512_shuffle_i32x4(v0, v2, 0xDD);
+        out[8 + e] = _mm512_shuffle_i32x4(v1, v3, 0x88);
+        out[12 + e] = _mm512_shuffle_i32x4(v1, v3, 0xDD);
+    }
+}
+
+/* ---------------------------------------------------------------------------------------
+ * mxfp4 groups, four at a time: 64 packed bytes, group g of the four in 128-bit lane g. Byte i
+ * of a group holds element 2i in its low nibble and 2i+1 in its high nibble, so one byte
+ * shuffle per nibble half decodes 4 groups (the 16-entry table repeated in every lane).
+ */
+
+/* Doubled FP4 codes 2·FP4[nibble] (int8). */
+INLINE __m512i fp4_lut(void) {
+    return _mm512_broadcast_i32x4(_mm_setr_epi8(0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12));
+}
+
+/* Their sign bytes (0xFF where the code is negative): code and sign unpack to int16. */
+INLINE __m512i fp4_sign_lut(void) {
+    return _mm512_broadcast_i32x4(_mm_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 0, -1, -1, -1, -1, -1, -1, -1));
+}
+
+/* The codes plus FP4_OFFSET: 0 .. 24, VPDPBUSD's unsigned operand. */
+INLINE __m512i fp4_offset_lut(void) {
+    return _mm512_broadcast_i32x4(_mm_setr_epi8(12, 13, 14, 15, 16, 18, 20, 24, 12, 11, 10, 9, 8, 6, 4, 0));
+}
+
+/* The nibbles of 4 groups' packed bytes: lo = elements 0, 2, .., 30, hi = 1, 3, .., 31. */
+INLINE void quad_nibbles(const uint8_t *packed, __m512i *lo, __m512i *hi) {
+    const __m512i bytes = _mm512_loadu_si512((const void *)packed);
+    const __m512i mask = _mm512_set1_epi8(0x0F);
+    *lo = _mm512_and_si512(bytes, mask);
+    *hi = _mm512_and_si512(_mm512_srli_epi16(bytes, 4), mask);
+}
+
+/* 4 groups' codes as int16, group g in 128-bit lane g of each: v[0] elements 0, 2, .., 14;
+ * v[1] 16, 18, .., 30; v[2] 1, 3, .., 15; v[3] 17, 19, .., 31 (the "quad layout"). */
+INLINE void quad_codes_i16(const uint8_t *packed, __m512i v[4]) {
+    __m512i lo, hi;
+    quad_nibbles(packed, &lo, &hi);
+    const __m512i even = _mm512_shuffle_epi8(fp4_lut(), lo), even_sign = _mm512_shuffle_epi8(fp4_sign_lut(), lo);
+    const __m512i odd = _mm512_shuffle_epi8(fp4_lut(), hi), odd_sign = _mm512_shuffle_epi8(fp4_sign_lut(), hi);
+    v[0] = _mm512_unpacklo_epi8(even, even_sign);
+    v[1] = _mm512_unpackhi_epi8(even, even_sign);
+    v[2] = _mm512_unpacklo_epi8(odd, odd_sign);
+    v[3] = _mm512_unpackhi_epi8(odd, odd_sign);
+}
+
+/* Partial sums of 4 groups times int16 q in the quad layout (128 values at q, pack_quads_i16):
+ * lanes 4g .. 4g+3 hold group g's. */
+INLINE __m512i quad_dot_i16(const uint8_t *packed, const int16_t *q) {
+    __m512i v[4];
+    quad_codes_i16(packed, v);
+    __m512i s = _mm512_setzero_si512();
+    for (int k = 0; k < 4; k++) s = _mm512_dpwssd_epi32(s, v[k], _mm512_loadu_si512((const void *)(q + 32 * k)));
+    return s;
+}
+
+/* The same over int8 q (128 bytes at q, pack_quads_i8: the even elements of the 4 groups, then
+ * the odd), with the offset codes: Σ (w + FP4_OFFSET)·q per group. */
+INLINE __m512i quad_dot_i8(const uint8_t *packed, const int8_t *q) {
+    __m512i lo, hi;
+    quad_nibbles(packed, &lo, &hi);
+    const __m512i s = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_shuffle_epi8(fp4_offset_lut(), lo),
+                                          _mm512_loadu_si512((const void *)q));
+    return _mm512_dpbusd_epi32(s, _mm512_shuffle_epi8(fp4_offset_lut(), hi), _mm512_loadu_si512((const void *)(q + 64)));
+}
+
+/* [S_0 .. S_15] of 16 groups from their four quads' partial sums: lane_sums4 leaves group 4v+L
+ * in lane 4L+v. */
+INLINE __m512i quad_block_sums(__m512i p0, __m512i p1, __m512i p2, __m512i p3) {
+    const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    return _mm512_permutexvar_epi32(order, lane_sums4(p0, p1, p2, p3));
+}
+
+/* ---------------------------------------------------------------------------------------
+ * One token (decoding): each weight is loaded into registers and used once. The token's
+ * activations are first laid out for the kernels (struct token), padded with zeros to whole
+ * chunks.
+ */
+
+typedef struct token {
+    const int16_t *q16;   /* int16: q8_0 the caller's q; mxfp4 pack_quads_i16's */
+    const int8_t *q8;     /* int8 activations: q8_0 in order, mxfp4 pack_quads_i8's */
+    const int32_t *off;   /* int8: offset · Σq of each block (q8_0 Q8_OFFSET, mxfp4 FP4_OFFSET) */
+    const float *xd;      /* block scales, zero past the last block */
+} token;
+
+/* q (n_groups groups, natural order) into the quad layout at out: per 4 groups, the int16 of
+ * quad_codes_i16's v[0], v[1], v[2], v[3]; n_pad groups (a multiple of 16), zeros past the end. */
+static void pack_quads_i16(const int16_t *q, int64_t n_groups, int64_t n_pad, int16_t *out) {
+    for (int64_t g = 0; g < n_pad; g++) {
+        int16_t *o = out + g / 4 * 4 * QK + g % 4 * 8;
+        const int16_t *src = q + g * QK;
+        const int live = g < n_groups;
+        for (int i = 0; i < 8; i++) {
+            o[i] = live ? src[2 * i] : 0;
+            o[QK + i] = live ? src[16 + 2 * i] : 0;
+            o[2 * QK + i] = live ? src[2 * i + 1] : 0;
+            o[3 * QK + i] = live ? src[17 + 2 * i] : 0;
+        }
+    }
+}
+
+/* The int8 quad layout: per 4 groups, 64 bytes of their even elements (group g at 16g), then
+ * 64 of their odd elements. */
+static void pack_quads_i8(const int16_t *q, int64_t n_groups, int64_t n_pad, int8_t *out) {
+    for (int64_t g = 0; g < n_pad; g++) {
+        int8_t *o = out + g / 4 * 4 * QK + g % 4 * 16;
+        const int16_t *src = q + g * QK;
+        const int live = g < n_groups;
+        for (int i = 0; i < 16; i++) {
+            o[i] = live ? (int8_t)src[2 * i] : 0;
+            o[2 * QK + i] = live ? (int8_t)src[2 * i + 1] : 0;
+        }
+    }
+}
+
+/* q (n_blocks blocks) as int8 in order, zeros to n_pad blocks. */
+static void narrow_padded(const int16_t *q, int64_t n_blocks, int64_t n_pad, int8_t *out) {
+    for (int64_t i = 0; i < n_pad * QK; i++) out[i] = i < n_blocks * QK ? (int8_t)q[i] : 0;
+}
+
+/* off[b] = offset · Σ q of block b, 0 from n_blocks to n_pad. */
+static void block_offsets(const int16_t *q, int64_t n_blocks, int64_t n_pad, int32_t offset,
+                          int32_t *off) {
+    for (int64_t b = 0; b < n_pad; b++) {
+        int32_t s = 0;
+        for (int i = 0; b < n_blocks && i < QK; i++) s += q[b * QK + i];
+        off[b] = offset * s;
+    }
+}
+
+/* acc plus 16 mxfp4 groups (packed bytes w, scale bytes e) over int16 or int8 activations. */
+INLINE __m512 mxfp4_chunk_i16(__m512 acc, const uint8_t *w, const uint8_t *e, const int16_t *q,
+                              const float *xd) {
+    const __m512i sums = quad_block_sums(quad_dot_i16(w, q), quad_dot_i16(w + 64, q + 4 * QK),
+                                         quad_dot_i16(w + 128, q + 8 * QK), quad_dot_i16(w + 192, q + 12 * QK));
+    return scale_sums(acc, sums, e8m0_half_scales16(e), _mm512_loadu_ps(xd));
+}
+
+INLINE __m512 mxfp4_chunk_i8(__m512 acc, const uint8_t *w, const uint8_t *e, const int8_t *q,
+                             const int32_t *off, const float *xd) {
+    const __m512i sums = _mm512_sub_epi32(
+        quad_block_sums(quad_dot_i8(w, q), quad_dot_i8(w + 64, q + 4 * QK), quad_dot_i8(w + 128, q + 8 * QK),
+                        quad_dot_i8(w + 192, q + 12 * QK)),
+        _mm512_loadu_si512((const void *)off));
+    return scale_sums(acc, sums, e8m0_half_scales16(e), _mm512_loadu_ps(xd));
+}
+
+/* One mxfp4 row (fast scale bytes) · one token. The last chunk's groups are copied to a
+ * buffer padded with zero bytes (their q are zero: they add nothing) and scale bytes 127. */
+INLINE float row_mxfp4(const uint8_t *groups, const uint8_t *scales, int64_t n_groups,
+                       const token *tk, const int i8) {
+    __m512 acc = _mm512_setzero_ps();
+    int64_t g = 0;
+    for (; g < n_groups; g += NB) {
+        const uint8_t *w = groups + g * GROUP_BYTES, *e = scales + g;
+        uint8_t w_tail[NB * GROUP_BYTES], e_tail[NB];
+        if (g + NB <= n_groups) {
+            for (int k = 0; k < 4; k++) prefetch_ahead(w + 64 * k);
+        } else {
+            memset(w_tail, 0, sizeof w_tail);
+            memset(e_tail, 127, sizeof e_tail);
+            memcpy(w_tail, w, (size_t)(n_groups - g) * GROUP_BYTES);
+            memcpy(e_tail, e, (size_t)(n_groups - g));
+            w = w_tail;
+            e = e_tail;
+        }
+        acc = i8 ? mxfp4_chunk_i8(acc, w, e, tk->q8 + g * QK, tk->off + g, tk->xd + g)
+                 : mxfp4_chunk_i16(acc, w, e, tk->q16 + g * QK, tk->xd + g);
+    }
+    return hsum16(acc);
+}
+
+/* Σ w·q of one q8_0 block over 32 int16 q, as 16 partial sums. */
+INLINE __m512i q8_0_block_dot_i16(const uint8_t *block, const int16_t *q) {
+    const __m512i w = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const void *)(block + 2)));
+    return _mm512_dpwssd_epi32(_mm512_setzero_si512(), w, _mm512_loadu_si512((const void *)q));
+}
+
+/* Σ (w + Q8_OFFSET)·q of two consecutive q8_0 blocks a, b (b NULL: past the row's end, its
+ * q are zero) over 64 int8 q: lanes 0..7 block a's partial sums, 8..15 block b's. */
+INLINE __m512i q8_0_pair_dot_i8(const uint8_t *a, const uint8_t *b, const int8_t *q) {
+    const __m256i wa = _mm256_loadu_si256((const void *)(a + 2));
+    const __m256i wb = b ? _mm256_loadu_si256((const void *)(b + 2)) : _mm256_setzero_si256();
+    const __m512i w = _mm512_xor_si512(_mm512_inserti64x4(_mm512_castsi256_si512(wa), wb, 1),
+                                       _mm512_set1_epi8((char)0x80));   /* w + 128, unsigned */
+    return _mm512_dpbusd_epi32(_mm512_setzero_si512(), w, _mm512_loadu_si512((const void *)q));
+}
+
+/* acc plus q8_0 blocks 0 .. n−1 (n <= 16) at blocks over int16 q: zero sums and scales pad. */
+INLINE __m512 q8_0_chunk_i16(__m512 acc, const uint8_t *blocks, int64_t n, const int16_t *q,
+                             const float *xd) {
+    __m512i p[NB];
+    for (int64_t j = 0; j < NB; j++)
+        p[j] = j < n ? q8_0_block_dot_i16(blocks + (size_t)j * Q8_BYTES, q + j * QK) : _mm512_setzero_si512();
+    return scale_sums(acc, sums16(p), q8_0_scales16(blocks, n), _mm512_loadu_ps(xd));
+}
+
+/* The same over int8 q (padded with zeros) and their offsets. Pair k's sums sit in 128-bit
+ * lanes 0, 1 (block 2k) and 2, 3 (block 2k+1); lane_sums4 and one fold leave block b in lane
+ * order[b]. */
+INLINE __m512 q8_0_chunk_i8(__m512 acc, const uint8_t *blocks, int64_t n, const int8_t *q,
+                            const int32_t *off, const float *xd) {
+    const __m512i order = _mm512_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7, 8, 12, 9, 13, 10, 14, 11, 15);
+    __m512i p[NB / 2];
+    for (int64_t k = 0; k < NB / 2; k++) {
+        const uint8_t *a = blocks + (size_t)(2 * k) * Q8_BYTES;
+        p[k] = 2 * k < n ? q8_0_pair_dot_i8(a, 2 * k + 1 < n ? a + Q8_BYTES : NULL, q + 2 * k * QK)
+                         : _mm512_setzero_si512();
+    }
+    const __m512i folded = fold_lanes(lane_sums4(p[0], p[1], p[2], p[3]), lane_sums4(p[4], p[5], p[6], p[7]));
+    const __m512i sums = _mm512_sub_epi32(_mm512_permutexvar_epi32(order, folded),
+                                          _mm512_loadu_si512((const void *)off));
+    return scale_sums(acc, sums, q8_0_scales16(blocks, n), _mm512_loadu_ps(xd));
+}
+
+/* One q8_0 row · one token. */
+INLINE float row_q8_0(const uint8_t *row, int64_t n_blocks, const token *tk, const int i8) {
+    __m512 acc = _mm512_setzero_ps();
+    for (int64_t b = 0; b < n_blocks; b += NB) {
+        const uint8_t *blocks = row + (size_t)b * Q8_BYTES;
+        const int64_t n = n_blocks - b < NB ? n_blocks - b : NB;
+        for (int k = 0; k < 9; k++) prefetch_ahead(blocks + 64 * k);   /* 544 bytes */
+        if (n == NB)   /* whole chunks: n a constant, the padding compiled away */
+            acc = i8 ? q8_0_chunk_i8(acc, blocks, NB, tk->q8 + b * QK, tk->off + b, tk->xd + b)
+                     : q8_0_chunk_i16(acc, blocks, NB, tk->q16 + b * QK, tk->xd + b);
+        else
+            acc = i8 ? q8_0_chunk_i8(acc, blocks, n, tk->q8 + b * QK, tk->off + b, tk->xd + b)
+                     : q8_0_chunk_i16(acc, blocks, n, tk->q16 + b * QK, tk->xd + b);
+    }
+    return hsum16(acc);
+}
+
+/* Where mxfp4 row r's scale bytes are (after every row's groups). */
+INLINE const uint8_t *mxfp4_scales(const tensor *w, int64_t r) {
+    const int64_t n_groups = w->cols / QK;
+    return w->data + (size_t)w->rows * (size_t)n_groups * GROUP_BYTES + (size_t)r * (size_t)n_groups;
+}
+
+/* Rows [r0, r1) · each token, one token at a time (y[t·ldy + r]). The token's layout lives in
+ * one allocation; without it (out of memory) the rows take the exact f32 route. */
+static void matmul_tokens(const tensor *w, int64_t r0, int64_t r1, const qact *x, float *y,
+                          int64_t ldy) {
+    const int mxfp4 = w->type == EDGEMOE_TYPE_MXFP4, i8 = x->bits == 8;
+    const int64_t n_blocks = w->cols / QK, n_pad = round_up16(n_blocks);
+    const size_t row_bytes = (size_t)n_blocks * (mxfp4 ? GROUP_BYTES : Q8_BYTES);
+    /* q (int16 at most), offsets, scales: each a multiple of 64 bytes */
+    uint8_t *buf = aligned_alloc(64, (size_t)n_pad * (QK * sizeof(int16_t) + sizeof(int32_t) + sizeof(float)));
+    int16_t *q16 = (int16_t *)(void *)buf;
+    int32_t *off = buf ? (int32_t *)(void *)(buf + (size_t)n_pad * QK * sizeof(int16_t)) : NULL;
+    float *xd = buf ? (float *)(void *)(off + n_pad) : NULL;
+    for (int64_t t = 0; t < x->n_tok; t++) {
+        const float *xf = x->x + t * w->cols;
+        float *out = y + t * ldy;
+        if (!buf || x->exact[t]) {
+            for (int64_t r = r0; r < r1; r++) out[r] = row_exact_avx2(w, r, xf);
+            continue;
+        }
+        const int16_t *q = x->q + t * w->cols;
+        token tk = {.q16 = q, .q8 = (const int8_t *)q16, .off = off, .xd = xd};
+        if (i8) {
+            if (mxfp4) pack_quads_i8(q, n_blocks, n_pad, (int8_t *)q16);
+            else narrow_padded(q, n_blocks, n_pad, (int8_t *)q16);
+            block_offsets(q, n_blocks, n_pad, mxfp4 ? FP4_OFFSET : Q8_OFFSET, off);
+        } else if (mxfp4) {
+            pack_quads_i16(q, n_blocks, n_pad, q16);
+            tk.q16 = q16;
+        }
+        for (int64_t b = 0; b < n_pad; b++) xd[b] = b < n_blocks ? x->d[t * n_blocks + b] : 0.0f;
+        for (int64_t r = r0; r < r1; r++) {
+            const uint8_t *row = w->data + (size_t)r * row_bytes;
+            if (!mxfp4) {   /* i8 a constant in each call: two compiled kernels */
+                out[r] = i8 ? row_q8_0(row, n_blocks, &tk, 1) : row_q8_0(row, n_blocks, &tk, 0);
+                continue;
+            }
+            const uint8_t *sc = mxfp4_scales(w, r);
+            if (!scales_fast_avx2(sc, (size_t)n_blocks))
+                out[r] = row_exact_avx2(w, r, xf);
+            else
+                out[r] = i8 ? row_mxfp4(row, sc, n_blocks, &tk, 1) : row_mxfp4(row, sc, n_blocks, &tk, 0);
+        }
+    }
+    free(buf);
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Several tokens (prefill). Rows are decoded once per call and every token's activations laid
+ * out once per call, both "interleaved": per chunk of 16 blocks, vector k lane j holds piece k
+ * of block j (int16: the pair 2k, 2k+1, 16 vectors; int8: values 4k .. 4k+3, 8 vectors; blocks
+ * past the end zero). A VPDPWSSD / VPDPBUSD of a weight vector with an activation vector then
+ * adds to lane j a piece of block j's sum only, so a chunk leaves [S_b .. S_b+15] in the lanes
+ * with no horizontal step: the sums the one-token kernels reach, followed by the same
+ * scale_sums and hsum16. Work goes by ROW_BLOCK rows × TOKEN_GROUP tokens (a chunk of their
+ * weights and activations, 1 KB per row or token, stays in L1) in tiles of up to TILE × TILE:
+ * 16 accumulators and 8 loaded vectors of the 32 registers.
+ */
+#define ROW_BLOCK 16
+#define TOKEN_GROUP 16
+#define TILE 4
+
+/* Scratch of one blocked call. Rows and tokens are `stride` bytes apart: n_pad·32 values of
+ * int16, or int8 (weights offset, unsigned) when the activations are int8. */
+typedef struct blocked {
+    uint8_t *w;          /* [ROW_BLOCK, stride] interleaved weights */
+    float *ws;           /* [ROW_BLOCK, n_pad] weight block scales (finite padding) */
+    uint8_t *q;          /* [n_tok, stride] interleaved activations */
+    float *xd;           /* [n_tok, n_pad] activation scales, 0 past the end */
+    int32_t *off;        /* int8: [n_tok, n_pad] offset · Σq per block; else NULL */
+    float *acc;          /* [ROW_BLOCK, TOKEN_GROUP, 16] */
+    uint8_t *row;        /* [stride] one row or token in order, before interleaving */
+    int64_t n_pad, stride;
+    uint8_t fast[ROW_BLOCK];   /* row decoded (else: exact route) */
+} blocked;
+
+static int blocked_new(blocked *s, int64_t cols, int64_t n_tok, int i8) {
+    s->n_pad = round_up16(cols / QK);
+    s->stride = s->n_pad * QK * (i8 ? 1 : 2);
+    const size_t w = (size_t)ROW_BLOCK * (size_t)s->stride;
+    const size_t ws = (size_t)ROW_BLOCK * (size_t)s->n_pad * sizeof(float);
+    const size_t q = (size_t)n_tok * (size_t)s->stride;
+    const size_t xd = (size_t)n_tok * (size_t)s->n_pad * sizeof(float);
+    const size_t off = i8 ? (size_t)n_tok * (size_t)s->n_pad * sizeof(int32_t) : 0;
+    const size_t acc = (size_t)ROW_BLOCK * TOKEN_GROUP * NB * sizeof(float);
+    const size_t row = (size_t)s->stride;
+    uint8_t *p = aligned_alloc(64, w + ws + q + xd + off + acc + row);
+    if (!p) return 0;   /* every size is a multiple of 64 bytes: the arrays stay aligned */
+    s->w = p;
+    s->ws = (float *)(void *)(p + w);
+    s->q = p + w + ws;
+    s->xd = (float *)(void *)(p + w + ws + q);
+    s->off = i8 ? (int32_t *)(void *)(p + w + ws + q + xd) : NULL;
+    s->acc = (float *)(void *)(p + w + ws + q + xd + off);
+    s->row = p + w + ws + q + xd + off + acc;
+    return 1;
+}
+
+/* n_pad blocks in order at src (32 int16, or 32 int8, each) into interleaved chunks at dst. */
+static void interleave(const uint8_t *src, int64_t n_pad, int i8, uint8_t *dst) {
+    const size_t block = i8 ? QK : QK * sizeof(int16_t);
+    for (int64_t c = 0; c < n_pad; c += NB) {
+        const uint8_t *s = src + (size_t)c * block;
+        uint8_t *d = dst + (size_t)c * block;
+        __m512i in[NB], out[NB];
+        for (int j = 0; j < NB; j++)
+            in[j] = i8 ? _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_loadu_si256((const void *)(s + j * block)), 0)
+                       : _mm512_loadu_si512((const void *)(s + j * block));
+        transpose16_epi32(in, out);
+        for (int k = 0; k < (i8 ? NB / 2 : NB); k++) _mm512_store_si512((void *)(d + 64 * k), out[k]);
+    }
+}
+
+/* An mxfp4 row's codes in order into out (n_pad groups; past the end: zero codes, or the
+ * offset 12 for int8), and its scales 2^(e−128) into ws (0.5 past the end). */
+static void decode_mxfp4(const uint8_t *groups, const uint8_t *scales, int64_t n_groups, int64_t n_pad,
+                         int i8, uint8_t *out, float *ws) {
+    for (int64_t g = 0; g < n_pad; g += 4) {
+        uint8_t tail[4 * GROUP_BYTES] = {0};
+        const uint8_t *packed = groups + g * GROUP_BYTES;
+        if (g + 4 > n_groups) {
+            if (g < n_groups) memcpy(tail, packed, (size_t)(n_groups - g) * GROUP_BYTES);
+            packed = tail;
+        }
+        if (i8) {   /* offset codes; unpacking even with odd restores the order */
+            __m512i lo, hi;
+            quad_nibbles(packed, &lo, &hi);
+            const __m512i even = _mm512_shuffle_epi8(fp4_offset_lut(), lo);
+            const __m512i odd = _mm512_shuffle_epi8(fp4_offset_lut(), hi);
+            const __m512i n0 = _mm512_unpacklo_epi8(even, odd), n1 = _mm512_unpackhi_epi8(even, odd);
+            /* group g's 32 bytes: [n0.Lg, n1.Lg] */
+            const __m512i a = _mm512_shuffle_i32x4(n0, n1, 0x44), b = _mm512_shuffle_i32x4(n0, n1, 0xEE);
+            _mm512_storeu_si512((void *)(out + g * QK), _mm512_shuffle_i32x4(a, a, 0xD8));
+            _mm512_storeu_si512((void *)(out + (g + 2) * QK), _mm512_shuffle_i32x4(b, b, 0xD8));
+        } else {
+            __m512i v[4];
+            quad_codes_i16(packed, v);
+            const __m512i n0 = _mm512_unpacklo_epi16(v[0], v[2]), n1 = _mm512_unpackhi_epi16(v[0], v[2]);
+            const __m512i n2 = _mm512_unpacklo_epi16(v[1], v[3]), n3 = _mm512_unpackhi_epi16(v[1], v[3]);
+            /* group g's 32 int16: [n0.Lg, n1.Lg, n2.Lg, n3.Lg] */
+            const __m512i a = _mm512_shuffle_i32x4(n0, n1, 0x44), b = _mm512_shuffle_i32x4(n0, n1, 0xEE);
+            const __m512i c = _mm512_shuffle_i32x4(n2, n3, 0x44), d = _mm512_shuffle_i32x4(n2, n3, 0xEE);
+            int16_t *o = (int16_t *)(void *)out + g * QK;
+            _mm512_storeu_si512((void *)o, _mm512_shuffle_i32x4(a, c, 0x88));
+            _mm512_storeu_si512((void *)(o + QK), _mm512_shuffle_i32x4(a, c, 0xDD));
+            _mm512_storeu_si512((void *)(o + 2 * QK), _mm512_shuffle_i32x4(b, d, 0x88));
+            _mm512_storeu_si512((void *)(o + 3 * QK), _mm512_shuffle_i32x4(b, d, 0xDD));
+        }
+    }
+    for (int64_t g = 0; g < n_pad; g += NB) {
+        uint8_t e[NB];
+        memset(e, 127, sizeof e);
+        memcpy(e, scales + g, (size_t)(n_groups - g < NB ? n_groups - g : NB));
+        _mm512_store_ps(ws + g, e8m0_half_scales16(e));
+    }
+}
+
+/* A q8_0 row's values in order into out (int16, or + 128 as unsigned bytes for int8; zeros
+ * past the end, which zero activations meet), and its scales into ws (0 past the end). */
+static void decode_q8_0(const uint8_t *row, int64_t n_blocks, int64_t n_pad, int i8, uint8_t *out,
+                        float *ws) {
+    for (int64_t b = 0; b < n_pad; b++) {
+        const uint8_t *block = row + (size_t)b * Q8_BYTES;
+        if (i8) {
+            const __m256i v = b < n_blocks ? _mm256_loadu_si256((const void *)(block + 2)) : _mm256_setzero_si256();
+            _mm256_storeu_si256((void *)(out + b * QK), _mm256_xor_si256(v, _mm256_set1_epi8((char)0x80)));
+        } else {
+            const __m512i v = b < n_blocks ? _mm512_cvtepi8_epi16(_mm256_loadu_si256((const void *)(block + 2)))
+                                           : _mm512_setzero_si512();
+            _mm512_storeu_si512((void *)(out + b * QK * 2), v);
+        }
+    }
+    for (int64_t b = 0; b < n_pad; b += NB)
+        _mm512_store_ps(ws + b, q8_0_scales16(row + (size_t)b * Q8_BYTES, n_blocks - b < NB ? n_blocks - b : NB));
+}
+
+/* Every token's activations interleaved (exact tokens: zeros; their results come from
+ * row_exact_avx2), with their scales (and offsets). */
+static void blocked_tokens(blocked *s, const qact *x, int64_t cols, int mxfp4) {
+    const int64_t n_blocks = cols / QK;
+    const int i8 = s->off != NULL;
+    for (int64_t t = 0; t < x->n_tok; t++) {
+        uint8_t *q = s->q + t * s->stride;
+        float *xd = s->xd + t * s->n_pad;
+        if (x->exact[t]) {
+            memset(q, 0, (size_t)s->stride);
+            memset(xd, 0, (size_t)s->n_pad * sizeof *xd);
+            if (i8) memset(s->off + t * s->n_pad, 0, (size_t)s->n_pad * sizeof *s->off);
+            continue;
+        }
+        const int16_t *src = x->q + t * cols;
+        if (i8) {
+            narrow_padded(src, n_blocks, s->n_pad, (int8_t *)s->row);
+            block_offsets(src, n_blocks, s->n_pad, mxfp4 ? FP4_OFFSET : Q8_OFFSET, s->off + t * s->n_pad);
+        } else {
+            memcpy(s->row, src, (size_t)cols * sizeof *src);
+            memset(s->row + cols * sizeof *src, 0, (size_t)(s->stride - cols * (int64_t)sizeof *src));
+        }
+        interleave(s->row, s->n_pad, i8, q);
+        for (int64_t b = 0; b < s->n_pad; b++) xd[b] = b < n_blocks ? x->d[t * n_blocks + b] : 0.0f;
+    }
+}
+
+/* Rows [rb, rb + nr) of W decoded and interleaved into the scratch (rows for the exact route:
+ * zeros). */
+static void blocked_rows(blocked *s, const tensor *w, int64_t rb, int64_t nr) {
+    const int64_t n_blocks = w->cols / QK;
+    const int i8 = s->off != NULL;
+    for (int64_t i = 0; i < nr; i++) {
+        uint8_t *wi = s->w + i * s->stride;
+        float *ws = s->ws + i * s->n_pad;
+        if (w->type == EDGEMOE_TYPE_MXFP4) {
+            const uint8_t *sc = mxfp4_scales(w, rb + i);
+            s->fast[i] = (uint8_t)scales_fast_avx2(sc, (size_t)n_blocks);
+            if (s->fast[i])
+                decode_mxfp4(w->data + (size_t)(rb + i) * (size_t)n_blocks * GROUP_BYTES, sc, n_blocks,
+                             s->n_pad, i8, s->row, ws);
+        } else {
+            s->fast[i] = 1;
+            decode_q8_0(w->data + (size_t)(rb + i) * (size_t)n_blocks * Q8_BYTES, n_blocks, s->n_pad, i8,
+                        s->row, ws);
+        }
+        if (s->fast[i]) {
+            interleave(s->row, s->n_pad, i8, wi);
+        } else {
+            memset(wi, 0, (size_t)s->stride);
+            for (int64_t b = 0; b < s->n_pad; b++) ws[b] = 0.0f;
+        }
+    }
+}
+
+/*
+ * One chunk of an R-row × T-token tile: w (row r at w + r·stride), q (token t at q + t·stride)
+ * interleaved chunks; ws, xd, off the chunk's 16 scales and offsets (row r at ws + r·n_pad,
+ * token t at xd + t·n_pad, off + t·n_pad); acc (row r, token t at acc + (r·n_tok + t)·16)
+ * updated by scale_sums. int8: w offset codes or values (unsigned), q int8, VPDPBUSD.
+ */
+INLINE void tile(const int R, const int T, const int i8, const uint8_t *w, const uint8_t *q,
+                 const float *ws, const float *xd, const int32_t *off, float *acc, int64_t stride,
+                 int64_t n_pad, int64_t n_tok) {
+    __m512i s[TILE][TILE];
+    for (int r = 0; r < R; r++)
+        for (int t = 0; t < T; t++) s[r][t] = _mm512_setzero_si512();
+    for (int k = 0; k < (i8 ? NB / 2 : NB); k++) {
+        __m512i wv[TILE], qv[TILE];
+        for (int r = 0; r < R; r++) wv[r] = _mm512_load_si512((const void *)(w + r * stride + 64 * k));
+        for (int t = 0; t < T; t++) qv[t] = _mm512_load_si512((const void *)(q + t * stride + 64 * k));
+        for (int r = 0; r < R; r++)
+            for (int t = 0; t < T; t++)
+                s[r][t] = i8 ? _mm512_dpbusd_epi32(s[r][t], wv[r], qv[t]) : _mm512_dpwssd_epi32(s[r][t], wv[r], qv[t]);
+    }
+    for (int r = 0; r < R; r++)
+        for (int t = 0; t < T; t++) {
+            float *a = acc + (r * n_tok + t) * NB;
+            const __m512i sums = i8 ? _mm512_sub_epi32(s[r][t], _mm512_load_si512((const void *)(off + t * n_pad)))
+                                    : s[r][t];
+            _mm512_store_ps(a, scale_sums(_mm512_load_ps(a), sums, _mm512_load_ps(ws + r * n_pad),
+                                          _mm512_load_ps(xd + t * n_pad)));
+        }
+}
+
+/* One chunk (16 blocks, starting at block c) of nr rows × n_tok tokens of the scratch, in
+ * tiles; q, xd, off already at the token group's first token. */
+static void chunk(const blocked *s, int64_t c, const uint8_t *q, const float *xd, const int32_t *off,
+                  int64_t nr, int64_t n_tok) {
+    const int i8 = s->off != NULL;
+    const int64_t bytes = c * QK * (i8 ? 1 : 2);   /* block c's offset in a row */
+    for (int64_t t = 0; t < n_tok; t += TILE) {
+        const int64_t nt = n_tok - t < TILE ? n_tok - t : TILE;
+        for (int64_t i = 0; i < nr; i += TILE) {
+            const int64_t ni = nr - i < TILE ? nr - i : TILE;
+            const uint8_t *wi = s->w + i * s->stride + bytes, *qt = q + t * s->stride + bytes;
+            const float *wsi = s->ws + i * s->n_pad + c, *xdt = xd + t * s->n_pad + c;
+            const int32_t *offt = i8 ? off + t * s->n_pad + c : NULL;
+            float *a = s->acc + (i * n_tok + t) * NB;
+#define TILE_CASE(R, T)                                                                            \
+    case (R) * 8 + (T):                                                                            \
+        if (i8) tile(R, T, 1, wi, qt, wsi, xdt, offt, a, s->stride, s->n_pad, n_tok);             \
+        else tile(R, T, 0, wi, qt, wsi, xdt, offt, a, s->stride, s->n_pad, n_tok);                \
+        break;
+            switch (ni * 8 + nt) {   /* every size a constant: tile unrolled for each */
+                TILE_CASE(4, 4) TILE_CASE(4, 3) TILE_CASE(4, 2) TILE_CASE(4, 1)
+                TILE_CASE(3, 4) TILE_CASE(3, 3) TILE_CASE(3, 2) TILE_CASE(3, 1)
+                TILE_CASE(2, 4) TILE_CASE(2, 3) TILE_CASE(2, 2) TILE_CASE(2, 1)
+                TILE_CASE(1, 4) TILE_CASE(1, 3) TILE_CASE(1, 2) TILE_CASE(1, 1)
+                default: break;
+            }
+#undef TILE_CASE
+        }
+    }
+}
+
+/* Y for rows [r0, r1) and every token: a row block at a time, TOKEN_GROUP tokens at a time. */
+static void matmul_blocked(const tensor *w, int64_t r0, int64_t r1, const qact *x, float *y,
+                           int64_t ldy, blocked *s) {
+    blocked_tokens(s, x, w->cols, w->type == EDGEMOE_TYPE_MXFP4);
+    for (int64_t rb = r0; rb < r1; rb += ROW_BLOCK) {
+        const int64_t nr = r1 - rb < ROW_BLOCK ? r1 - rb : ROW_BLOCK;
+        blocked_rows(s, w, rb, nr);
+        for (int64_t tg = 0; tg < x->n_tok; tg += TOKEN_GROUP) {
+            const int64_t n_tok = x->n_tok - tg < TOKEN_GROUP ? x->n_tok - tg : TOKEN_GROUP;
+            for (int64_t k = 0; k < nr * n_tok; k++) _mm512_store_ps(s->acc + k * NB, _mm512_setzero_ps());
+            for (int64_t c = 0; c < s->n_pad; c += NB)
+                chunk(s, c, s->q + tg * s->stride, s->xd + tg * s->n_pad,
+                      s->off ? s->off + tg * s->n_pad : NULL, nr, n_tok);
+            for (int64_t t = 0; t < n_tok; t++)
+                for (int64_t i = 0; i < nr; i++) {
+                    float *out = y + (tg + t) * ldy + rb + i;
+                    if (s->fast[i] && !x->exact[tg + t])
+                        *out = hsum16(_mm512_load_ps(s->acc + (i * n_tok + t) * NB));
+                    else
+                        *out = row_exact_avx2(w, rb + i, x->x + (tg + t) * w->cols);
+                }
+        }
+    }
+}
+
+/* The matmul entry of both q8_0 and mxfp4 (kernels.h): the blocked route for several tokens,
+ * weights in registers for one (or when the blocked route has no memory). */
+static void matmul_int_avx512(const tensor *w, int64_t r0, int64_t r1, const qact *x, float *y,
+                              int64_t ldy) {
+    blocked s;
+    if (x->n_tok > 1 && blocked_new(&s, w->cols, x->n_tok, x->bits == 8)) {
+        matmul_blocked(w, r0, r1, x, y, ldy, &s);
+        free(s.w);
+        return;
+    }
+    matmul_tokens(w, r0, r1, x, y, ldy);
+}
+
+const kernel_table KERNELS_AVX512 = {
+    .name = "avx512",
+    .matvec = {
+        [EDGEMOE_TYPE_F32] = matvec_f32_f32_avx2,
+        [EDGEMOE_TYPE_F16] = matvec_f32_f16_avx2,
+        [EDGEMOE_TYPE_BF16] = matvec_f32_bf16_avx2,
+        [EDGEMOE_TYPE_U8] = NULL,
+        [EDGEMOE_TYPE_Q8_0] = matvec_f32_q8_0_avx2,
+        [EDGEMOE_TYPE_MXFP4] = matvec_f32_mxfp4_avx2,
+    },
+    .matmul = {
+        [EDGEMOE_TYPE_Q8_0] = matmul_int_avx512,
+        [EDGEMOE_TYPE_MXFP4] = matmul_int_avx512,
+    },
+    .qact_order = {
+        [EDGEMOE_TYPE_Q8_0] = QACT_ORDER_NATURAL,
+        [EDGEMOE_TYPE_MXFP4] = QACT_ORDER_NATURAL,
+    },
+    .dot = dot_f32_avx2,
+    .scores = scores_f32_avx2,
+    .weighted_sum = weighted_sum_avx2,
+    .rmsnorm = rmsnorm_avx2,
+};
+
+#if defined(__clang__) && !defined(EDGEMOE_EMULATE_AVX512)
+#pragma clang attribute pop
+#endif
+
+#else
+/* Not x86-64: no AVX-512 kernels (ISO C wants at least one declaration per file). */
+typedef int kernels_avx512_not_built;
+#endif
