@@ -94,6 +94,12 @@ int qact_one_token_i8(const qact *a);
 /* q[0..n) (each within ±127) as int8, in the same order. */
 void qact_narrow_i8(const int16_t *q, int64_t n, int8_t *out);
 
+/* out[b] = offset · Σ q of block b (32 values) for b < n_blocks, 0 for n_blocks <= b < n_pad:
+ * what an int8 kernel whose weights are shifted by `offset` (to make them unsigned) subtracts
+ * from its block sums. */
+void qact_block_offsets(const int16_t *q, int64_t n_blocks, int64_t n_pad, int32_t offset,
+                        int32_t *out);
+
 /*
  * Y[t, r] = W[r, :] · X[t, :] for t < x->n_tok and r0 <= r < r1, into y[t·ldy + r], from
  * activations prepared by qact_quantize in the order the set's qact_order[type] names.

@@ -752,20 +752,15 @@ DEFINE_ROW_Q8_0(row_q8_0_i16, int16_t, q8_0_block_dot)
  */
 #define FP4_OFFSET 12       /* see mxfp4_pair_dot_i8_bytes */
 
-/* mxfp4: per pair of groups (A, B), 64 bytes [A even | B even][A odd | B odd] (even: elements
- * 0, 2, .., 30), from QACT_ORDER_EVEN_ODD_HALVES; an odd last group is paired with zeros.
- * out holds n_groups rounded up to even × 32 bytes; offset[g] = FP4_OFFSET · Σ q of group g,
- * for n_groups rounded up to a multiple of 8 (0 past the end). */
 /* offset[g] = FP4_OFFSET · Σ q of group g, for n_groups rounded up to a multiple of 8 (0 past
  * the end): what the int8 mxfp4 kernels subtract from their offset sums. */
 static void fp4_offsets(const int16_t *q, int64_t n_groups, int32_t *offset) {
-    for (int64_t g = 0; g < (n_groups + IBLK - 1) / IBLK * IBLK; g++) {
-        int32_t s = 0;
-        for (int i = 0; g < n_groups && i < QK_MXFP4; i++) s += q[g * QK_MXFP4 + i];
-        offset[g] = FP4_OFFSET * s;
-    }
+    qact_block_offsets(q, n_groups, (n_groups + IBLK - 1) / IBLK * IBLK, FP4_OFFSET, offset);
 }
 
+/* mxfp4: per pair of groups (A, B), 64 bytes [A even | B even][A odd | B odd] (even: elements
+ * 0, 2, .., 30), from QACT_ORDER_EVEN_ODD_HALVES; an odd last group is paired with zeros.
+ * out holds n_groups rounded up to even × 32 bytes; offset as fp4_offsets. */
 static void pack_i8_mxfp4(const int16_t *q, int64_t n_groups, int8_t *out, int32_t *offset) {
     fp4_offsets(q, n_groups, offset);
     for (int64_t g = 0; g < n_groups; g += 2) {
@@ -1288,7 +1283,7 @@ static void matvec_int8_avx2(const tensor *w, int64_t r0, int64_t r1, const qact
         }
         const uint8_t *sc = w->data + (size_t)w->rows * row_bytes + (size_t)r * (size_t)n_blocks;
         y[r] = scales_fast_avx2(sc, (size_t)n_blocks) ? row_mxfp4_i8(row, sc, n_blocks, q8, offset, x->d)
-                                                 : row_exact_avx2(w, r, x->x);
+                                                      : row_exact_avx2(w, r, x->x);
     }
 }
 

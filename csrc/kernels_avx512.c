@@ -268,17 +268,8 @@ static void pack_quads_i8(const int16_t *q, int64_t n_groups, int64_t n_pad, int
 
 /* q (n_blocks blocks) as int8 in order, zeros to n_pad blocks. */
 static void narrow_padded(const int16_t *q, int64_t n_blocks, int64_t n_pad, int8_t *out) {
-    for (int64_t i = 0; i < n_pad * QK; i++) out[i] = i < n_blocks * QK ? (int8_t)q[i] : 0;
-}
-
-/* off[b] = offset · Σ q of block b, 0 from n_blocks to n_pad. */
-static void block_offsets(const int16_t *q, int64_t n_blocks, int64_t n_pad, int32_t offset,
-                          int32_t *off) {
-    for (int64_t b = 0; b < n_pad; b++) {
-        int32_t s = 0;
-        for (int i = 0; b < n_blocks && i < QK; i++) s += q[b * QK + i];
-        off[b] = offset * s;
-    }
+    qact_narrow_i8(q, n_blocks * QK, out);
+    memset(out + n_blocks * QK, 0, (size_t)((n_pad - n_blocks) * QK));
 }
 
 /* acc plus 16 mxfp4 groups (packed bytes w, scale bytes e) over int16 or int8 activations. */
@@ -413,7 +404,7 @@ static void matmul_tokens(const tensor *w, int64_t r0, int64_t r1, const qact *x
         if (i8) {
             if (mxfp4) pack_quads_i8(q, n_blocks, n_pad, (int8_t *)q16);
             else narrow_padded(q, n_blocks, n_pad, (int8_t *)q16);
-            block_offsets(q, n_blocks, n_pad, mxfp4 ? FP4_OFFSET : Q8_OFFSET, off);
+            qact_block_offsets(q, n_blocks, n_pad, mxfp4 ? FP4_OFFSET : Q8_OFFSET, off);
         } else if (mxfp4) {
             pack_quads_i16(q, n_blocks, n_pad, q16);
             tk.q16 = q16;
@@ -581,7 +572,7 @@ static void blocked_tokens(blocked *s, const qact *x, int64_t cols, int mxfp4) {
         const int16_t *src = x->q + t * cols;
         if (i8) {
             narrow_padded(src, n_blocks, s->n_pad, (int8_t *)s->row);
-            block_offsets(src, n_blocks, s->n_pad, mxfp4 ? FP4_OFFSET : Q8_OFFSET, s->off + t * s->n_pad);
+            qact_block_offsets(src, n_blocks, s->n_pad, mxfp4 ? FP4_OFFSET : Q8_OFFSET, s->off + t * s->n_pad);
         } else {
             memcpy(s->row, src, (size_t)cols * sizeof *src);
             memset(s->row + cols * sizeof *src, 0, (size_t)(s->stride - cols * (int64_t)sizeof *src));

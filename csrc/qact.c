@@ -66,3 +66,12 @@ int qact_one_token_i8(const qact *a) {
 void qact_narrow_i8(const int16_t *q, int64_t n, int8_t *out) {
     for (int64_t i = 0; i < n; i++) out[i] = (int8_t)q[i];
 }
+
+void qact_block_offsets(const int16_t *q, int64_t n_blocks, int64_t n_pad, int32_t offset,
+                        int32_t *out) {
+    for (int64_t b = 0; b < n_pad; b++) {
+        int32_t s = 0;
+        for (int i = 0; b < n_blocks && i < QACT_BLOCK; i++) s += q[b * QACT_BLOCK + i];
+        out[b] = offset * s;
+    }
+}
