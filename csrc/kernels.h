@@ -91,6 +91,10 @@ void qact_quantize(qact *a, int order);
  * QACT_I8_MAX_COLS columns: what the one-token int8 kernels of every set require. */
 int qact_one_token_i8(const qact *a);
 
+/* The same for one token of int16 q (bits 16 or 0): what the kernels that take q apart into
+ * its low and high bytes require (the avx2 set's mxfp4 product). */
+int qact_one_token_split(const qact *a);
+
 /* q[0..n) (each within ±127) as int8, in the same order. */
 void qact_narrow_i8(const int16_t *q, int64_t n, int8_t *out);
 

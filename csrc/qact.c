@@ -63,6 +63,10 @@ int qact_one_token_i8(const qact *a) {
     return a->bits == 8 && a->n_tok == 1 && !a->exact[0] && a->cols <= QACT_I8_MAX_COLS;
 }
 
+int qact_one_token_split(const qact *a) {
+    return a->bits != 8 && a->n_tok == 1 && !a->exact[0] && a->cols <= QACT_I8_MAX_COLS;
+}
+
 void qact_narrow_i8(const int16_t *q, int64_t n, int8_t *out) {
     for (int64_t i = 0; i < n; i++) out[i] = (int8_t)q[i];
 }

@@ -424,6 +424,30 @@ def test_matvec_mxfp4_mixed_scales_in_one_row_block() -> None:
 Q8_SCALES = [0x0000, 0x8000, 0x0001, 0x03FF, 0x0400, 0x3C00, 0x7BFF, 0xFBFF]
 
 
+
+@pytest.mark.parametrize("kernels", FAST_SETS)
+@pytest.mark.parametrize(("bits", "n_tok"), [(16, 1), (8, 1), (16, 3), (8, 3)])
+def test_mxfp4_one_slow_scale_byte_anywhere(kernels: str, bits: int, n_tok: int) -> None:
+    """Row r has scale byte 0 (2^-127: the fast routes' formula would make it −inf) at group
+    r and ordinary bytes elsewhere, so every position of a 45-group row is the odd one out
+    once, the tail past the vector checks' whole 32 bytes included: every row must see it and
+    take the exact route (finite, within tolerance), whichever route its tokens take."""
+    need_set(kernels)
+    g = np.random.default_rng(45)
+    rows, cols = 45, 45 * 32
+    codes = g.integers(0, 16, size=(rows, cols))
+    scales = g.integers(110, 140, size=(rows, cols // 32))
+    scales[np.arange(rows), np.arange(rows)] = 0
+    data = mxfp4_bytes(codes, scales)
+    x = g.standard_normal((n_tok, cols)).astype(np.float32)
+    wd = decode("mxfp4", data, rows, cols)
+    y = matmul(kernels, "mxfp4", data, rows, cols, x, bits)
+    assert np.isfinite(y).all(), f"{kernels}: rows {np.flatnonzero(~np.isfinite(y).all(0))}"
+    for t in range(n_tok):
+        exact, scale = float64_product(wd, x[t])
+        assert_close(y[t], exact, scale, MATVEC_TOL["mxfp4"], f"{kernels} slow byte, token {t}",
+                     quantization_bound(kernels, "mxfp4", wd, x[t]))
+
 @pytest.mark.parametrize("kernels", ALL_SETS)
 def test_matvec_q8_0_extreme_scales(kernels: str) -> None:
     """q8_0 blocks with d = ±0, f16 subnormals, 1, ±65504 (the largest f16)."""
