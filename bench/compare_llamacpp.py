@@ -8,13 +8,15 @@
 Steps (each output is reused when it already exists in --work):
 
 1. ``edgemoe quantize --synthetic PRESET --synthetic-format hf`` writes a Hugging Face
-   checkpoint in gpt-oss's published layout (MXFP4 experts, BF16 rest): the common source.
+   checkpoint in gpt-oss's published layout (MXFP4 experts, BF16 rest): the common source,
+   written only when a file below has to be made from it (so it may be deleted afterwards).
 2. edgemoe converts it (``edgemoe quantize``, default dense q8_0 and ``--dense bf16``);
    llama.cpp's ``convert_hf_to_gguf.py`` converts it (``--outtype bf16``, its default for
    this model, and ``--outtype q8_0``). MXFP4 experts stay MXFP4 in both.
 3. ``llama-bench`` (default flags, and with ``--no-repack`` also ``--repack 0``: plain mmap)
    and ``edgemoe bench`` run one after the other with the same prompt length, generation
-   length, threads and repetitions; each engine's peak RSS is read from the kernel
+   length, threads and repetitions (``--only`` runs, and makes the files of, one engine);
+   each engine's peak RSS is read from the kernel
    (``wait4``) for its own process; edgemoe once per ``--activations`` setting (its
    integer kernels' activation rounding, default int16). Each finished row is printed to
    stderr at once.
@@ -213,22 +215,30 @@ def main(argv: list[str] | None = None) -> int:
             ap.error(f"--llama-cpp: {p} not found (build llama.cpp first)")
     args.work.mkdir(parents=True, exist_ok=True)
     w = args.work
-    hf = ensure(w / f"{args.preset}_hf", [sys.executable, "-m", "edgemoe", "quantize",
-                                          "--synthetic", args.preset, "--synthetic-format", "hf",
-                                          "-o", str(w / f"{args.preset}_hf")])
+    hf = w / f"{args.preset}_hf"
+    hf_cmd = [sys.executable, "-m", "edgemoe", "quantize", "--synthetic", args.preset,
+              "--synthetic-format", "hf", "-o", str(hf)]
+
+    def made_from_hf(path: Path, cmd: list[str]) -> Path:
+        """path, converted from the HF checkpoint (written first if missing) unless it exists:
+        the checkpoint (13 GB for gpt-oss-20b) may be deleted once every file is made."""
+        if not path.exists():
+            ensure(hf, hf_cmd)
+        return ensure(path, cmd)
+
     rows: list[Row] = []
     for dense in args.dense.split(","):
-        gguf = ensure(w / f"{args.preset}-{dense}.gguf",
-                      [sys.executable, str(convert), str(hf), "--outtype", dense, "--outfile",
-                       str(w / f"{args.preset}-{dense}.gguf")])
-        ours = ensure(w / f"{args.preset}-{dense}.bin",
-                      [sys.executable, "-m", "edgemoe", "quantize", str(hf), "-o",
-                       str(w / f"{args.preset}-{dense}.bin"), "--dense", dense])
         if args.only != "edgemoe":
+            gguf = w / f"{args.preset}-{dense}.gguf"
+            made_from_hf(gguf, [sys.executable, str(convert), str(hf), "--outtype", dense,
+                                "--outfile", str(gguf)])
             rows.append(report(bench_llamacpp(bench_bin, gguf, args, [])))
             if args.no_repack:
                 rows.append(report(bench_llamacpp(bench_bin, gguf, args, ["--repack", "0"])))
         if args.only != "llama.cpp":
+            ours = w / f"{args.preset}-{dense}.bin"
+            made_from_hf(ours, [sys.executable, "-m", "edgemoe", "quantize", str(hf), "-o",
+                                str(ours), "--dense", dense])
             for activations in args.activations.split(","):
                 rows.append(report(bench_edgemoe(ours, args, dense, activations)))
     if args.only != "llama.cpp":
