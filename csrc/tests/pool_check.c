@@ -39,6 +39,23 @@ static void share(void *arg, int i, int n) {
     for (unsigned k = 0; k < 200u * (unsigned)(i + 1); k++) sink += k;   /* a little work */
 }
 
+/* A share that sleeps 100 µs: the caller cannot run the whole job before a woken worker gets
+ * a core, however loaded the machine (the checks below wait for workers to show up). */
+static void slow_share(void *arg, int i, int n) {
+    const struct timespec t = {0, 100000};
+    nanosleep(&t, NULL);
+    share(arg, i, n);
+}
+
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+/* How long a check waits for workers to take shares before it fails. */
+#define WORKER_WAIT_S 15.0
+
 static int fail(const char *what, int threads, int round) {
     printf("FAIL: %s (threads %d, job %d)\n", what, threads, round);
     return 1;
@@ -84,10 +101,11 @@ static int parked_workers(int threads) {
     pthread_t workers[MAX_SHARES];
     int n_workers = 0;
     const pthread_t self = pthread_self();
-    for (int r = 0; r < 100000 && n_workers < threads - 1; r++) {
+    const double t0 = now_s();
+    for (int r = 0; n_workers < threads - 1 && now_s() - t0 < WORKER_WAIT_S; r++) {
         job j;
         memset(&j, 0, sizeof j);
-        pool_run(p, share, &j);
+        pool_run(p, slow_share, &j);
         for (int i = 0; i < threads; i++) {
             if (pthread_equal(j.by[i], self)) continue;
             int known = 0;
@@ -127,10 +145,11 @@ static int parked_workers(int threads) {
     }
     atomic_store(&release_workers, 1);
     int worker_ran = 0;
-    for (int r = 0; r < 100000 && !worker_ran; r++) {
+    const double t1 = now_s();
+    for (int r = 0; !worker_ran && now_s() - t1 < WORKER_WAIT_S; r++) {
         job j;
         memset(&j, 0, sizeof j);
-        pool_run(p, share, &j);
+        pool_run(p, slow_share, &j);
         for (int i = 0; i < threads; i++) {
             if (j.runs[i] != 1) return fail("a share did not run exactly once (released)", threads, r);
             worker_ran |= !pthread_equal(j.by[i], self);
