@@ -394,21 +394,24 @@ static int mxfp4_prepare_x(const float *x, int64_t n_groups, float *out) {
     return !out_of_range;
 }
 
+/* Nonzero bytes where the 32 bytes at s are outside [lo, hi] (unsigned):
+ * max(v, lo) != v or min(v, hi) != v. */
+INLINE __m256i bytes_outside(const uint8_t *s, __m256i lo, __m256i hi) {
+    const __m256i v = _mm256_loadu_si256((const __m256i_u *)s);
+    return _mm256_or_si256(_mm256_xor_si256(_mm256_max_epu8(v, lo), v),
+                           _mm256_xor_si256(_mm256_min_epu8(v, hi), v));
+}
+
 /* 1 if every byte of s[n] is in [MXFP4_FAST_MIN_SCALE, MXFP4_FAST_MAX_SCALE]. */
 int scales_fast_avx2(const uint8_t *s, size_t n) {
     const __m256i lo = _mm256_set1_epi8((char)MXFP4_FAST_MIN_SCALE);
     const __m256i hi = _mm256_set1_epi8((char)MXFP4_FAST_MAX_SCALE);
     __m256i bad = _mm256_setzero_si256();
     size_t i = 0;
-    for (;;) {
-        /* the last 32 bytes again rather than a byte loop (rows of 90 groups: 26 bytes) */
-        if (i + 32 > n && i < n && n >= 32) i = n - 32;
-        if (i + 32 > n) break;
-        const __m256i v = _mm256_loadu_si256((const __m256i_u *)(s + i));
-        /* v outside [lo, hi] (unsigned) ⟺ max(v, lo) != v or min(v, hi) != v */
-        bad = _mm256_or_si256(bad, _mm256_xor_si256(_mm256_max_epu8(v, lo), v));
-        bad = _mm256_or_si256(bad, _mm256_xor_si256(_mm256_min_epu8(v, hi), v));
-        i += 32;
+    for (; i + 32 <= n; i += 32) bad = _mm256_or_si256(bad, bytes_outside(s + i, lo, hi));
+    if (i < n && n >= 32) {   /* the last 32 bytes again, not a byte loop (90 groups: 26) */
+        bad = _mm256_or_si256(bad, bytes_outside(s + n - 32, lo, hi));
+        i = n;
     }
     if (!_mm256_testz_si256(bad, bad)) return 0;
     for (; i < n; i++)

@@ -421,10 +421,6 @@ def test_matvec_mxfp4_mixed_scales_in_one_row_block() -> None:
         assert np.isfinite(y).sum() == rows - 1
 
 
-Q8_SCALES = [0x0000, 0x8000, 0x0001, 0x03FF, 0x0400, 0x3C00, 0x7BFF, 0xFBFF]
-
-
-
 @pytest.mark.parametrize("kernels", FAST_SETS)
 @pytest.mark.parametrize(("bits", "n_tok"), [(16, 1), (8, 1), (16, 3), (8, 3)])
 def test_mxfp4_one_slow_scale_byte_anywhere(kernels: str, bits: int, n_tok: int) -> None:
@@ -447,6 +443,10 @@ def test_mxfp4_one_slow_scale_byte_anywhere(kernels: str, bits: int, n_tok: int)
         exact, scale = float64_product(wd, x[t])
         assert_close(y[t], exact, scale, MATVEC_TOL["mxfp4"], f"{kernels} slow byte, token {t}",
                      quantization_bound(kernels, "mxfp4", wd, x[t]))
+
+
+Q8_SCALES = [0x0000, 0x8000, 0x0001, 0x03FF, 0x0400, 0x3C00, 0x7BFF, 0xFBFF]
+
 
 @pytest.mark.parametrize("kernels", ALL_SETS)
 def test_matvec_q8_0_extreme_scales(kernels: str) -> None:
