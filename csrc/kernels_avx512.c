@@ -10,6 +10,8 @@
  * by four signed bytes and adds them to an int32 lane (int8 activations): the weights are made
  * unsigned by an offset (mxfp4 doubled codes + 12, q8_0 values + 128) whose share of a block
  * sum, offset · Σq, is computed once per token and subtracted, so S is the same exact integer.
+ * One token's int16 activations meet mxfp4 weights by bytes: q = 256·h + l, two VPDPBUSD per
+ * pair of byte vectors instead of widening the codes to int16 (quad_dot_bytes).
  * Blocks go 16 at a time (one vector of 16 block sums), so the float steps are not avx2's:
  * results agree with the reference within the tolerances tests state, not bit for bit with the
  * avx2 set. Within this set a batch gives bit for bit the one-token results: the same sums,
@@ -196,24 +198,30 @@ INLINE void quad_codes_i16(const uint8_t *packed, __m512i v[4]) {
     v[3] = _mm512_unpackhi_epi8(odd, odd_sign);
 }
 
-/* Partial sums of 4 groups times int16 q in the quad layout (128 values at q, pack_quads_i16):
- * lanes 4g .. 4g+3 hold group g's. */
-INLINE __m512i quad_dot_i16(const uint8_t *packed, const int16_t *q) {
-    __m512i v[4];
-    quad_codes_i16(packed, v);
-    __m512i s = _mm512_setzero_si512();
-    for (int k = 0; k < 4; k++) s = _mm512_dpwssd_epi32(s, v[k], _mm512_loadu_si512((const void *)(q + 32 * k)));
-    return s;
-}
-
-/* The same over int8 q (128 bytes at q, pack_quads_i8: the even elements of the 4 groups, then
- * the odd), with the offset codes: Σ (w + FP4_OFFSET)·q per group. */
+/* Partial sums of 4 groups times int8 q (128 bytes at q, pack_quads_i8: the even elements of the
+ * 4 groups, then the odd), with the offset codes u = w + FP4_OFFSET: Σ u·q per group, lanes
+ * 4g .. 4g+3 holding group g's. */
 INLINE __m512i quad_dot_i8(const uint8_t *packed, const int8_t *q) {
     __m512i lo, hi;
     quad_nibbles(packed, &lo, &hi);
     const __m512i s = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_shuffle_epi8(fp4_offset_lut(), lo),
                                           _mm512_loadu_si512((const void *)q));
     return _mm512_dpbusd_epi32(s, _mm512_shuffle_epi8(fp4_offset_lut(), hi), _mm512_loadu_si512((const void *)(q + 64)));
+}
+
+/* The same over int16 q taken by bytes, q = 256·h + l (h = q >> 8 signed, l = q & 255; 256 bytes
+ * at hl, pack_quads_bytes): Σ u·q = 256·Σ u·h + Σ l·u. VPDPBUSD takes u unsigned against the
+ * signed h, then l unsigned against u (0 .. 24: a signed byte too). Four byte products per
+ * instruction instead of VPDPWSSD's two, and no widening of the codes to int16. */
+INLINE __m512i quad_dot_bytes(const uint8_t *packed, const uint8_t *hl) {
+    __m512i lo, hi;
+    quad_nibbles(packed, &lo, &hi);
+    const __m512i ue = _mm512_shuffle_epi8(fp4_offset_lut(), lo), uo = _mm512_shuffle_epi8(fp4_offset_lut(), hi);
+    __m512i sh = _mm512_dpbusd_epi32(_mm512_setzero_si512(), ue, _mm512_loadu_si512((const void *)hl));
+    sh = _mm512_dpbusd_epi32(sh, uo, _mm512_loadu_si512((const void *)(hl + 64)));
+    __m512i sl = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_loadu_si512((const void *)(hl + 128)), ue);
+    sl = _mm512_dpbusd_epi32(sl, _mm512_loadu_si512((const void *)(hl + 192)), uo);
+    return _mm512_add_epi32(_mm512_slli_epi32(sh, 8), sl);
 }
 
 /* [S_0 .. S_15] of 16 groups from their four quads' partial sums: lane_sums4 leaves group 4v+L
@@ -230,30 +238,16 @@ INLINE __m512i quad_block_sums(__m512i p0, __m512i p1, __m512i p2, __m512i p3) {
  */
 
 typedef struct token {
-    const int16_t *q16;   /* int16: q8_0 the caller's q; mxfp4 pack_quads_i16's */
+    const int16_t *q16;   /* int16, q8_0: the caller's q */
     const int8_t *q8;     /* int8 activations: q8_0 in order, mxfp4 pack_quads_i8's */
-    const int32_t *off;   /* int8: offset · Σq of each block (q8_0 Q8_OFFSET, mxfp4 FP4_OFFSET) */
+    const uint8_t *hl;    /* int16, mxfp4: pack_quads_bytes' */
+    const int32_t *off;   /* mxfp4 or int8: offset · Σq of each block (FP4_OFFSET, Q8_OFFSET) */
     const float *xd;      /* block scales, zero past the last block */
 } token;
 
-/* q (n_groups groups, natural order) into the quad layout at out: per 4 groups, the int16 of
- * quad_codes_i16's v[0], v[1], v[2], v[3]; n_pad groups (a multiple of 16), zeros past the end. */
-static void pack_quads_i16(const int16_t *q, int64_t n_groups, int64_t n_pad, int16_t *out) {
-    for (int64_t g = 0; g < n_pad; g++) {
-        int16_t *o = out + g / 4 * 4 * QK + g % 4 * 8;
-        const int16_t *src = q + g * QK;
-        const int live = g < n_groups;
-        for (int i = 0; i < 8; i++) {
-            o[i] = live ? src[2 * i] : 0;
-            o[QK + i] = live ? src[16 + 2 * i] : 0;
-            o[2 * QK + i] = live ? src[2 * i + 1] : 0;
-            o[3 * QK + i] = live ? src[17 + 2 * i] : 0;
-        }
-    }
-}
-
-/* The int8 quad layout: per 4 groups, 64 bytes of their even elements (group g at 16g), then
- * 64 of their odd elements. */
+/* The int8 quad layout of q (n_groups groups, natural order; n_pad groups, a multiple of 16,
+ * zeros past the end): per 4 groups, 64 bytes of their even elements (group g at 16g), then 64
+ * of their odd elements. */
 static void pack_quads_i8(const int16_t *q, int64_t n_groups, int64_t n_pad, int8_t *out) {
     for (int64_t g = 0; g < n_pad; g++) {
         int8_t *o = out + g / 4 * 4 * QK + g % 4 * 16;
@@ -266,17 +260,37 @@ static void pack_quads_i8(const int16_t *q, int64_t n_groups, int64_t n_pad, int
     }
 }
 
+/* The by-bytes layout of int16 q = 256·h + l (quad_dot_bytes): per 4 groups, the int8 quad
+ * layout of the high bytes h, then that of the low bytes l (256 bytes). */
+static void pack_quads_bytes(const int16_t *q, int64_t n_groups, int64_t n_pad, uint8_t *out) {
+    for (int64_t g = 0; g < n_pad; g++) {
+        uint8_t *o = out + g / 4 * 8 * QK + g % 4 * 16;
+        const int16_t *src = q + g * QK;
+        const int live = g < n_groups;
+        for (int i = 0; i < 16; i++) {
+            const uint16_t even = live ? (uint16_t)src[2 * i] : 0, odd = live ? (uint16_t)src[2 * i + 1] : 0;
+            o[i] = (uint8_t)(even >> 8);
+            o[2 * QK + i] = (uint8_t)(odd >> 8);
+            o[4 * QK + i] = (uint8_t)even;
+            o[6 * QK + i] = (uint8_t)odd;
+        }
+    }
+}
+
 /* q (n_blocks blocks) as int8 in order, zeros to n_pad blocks. */
 static void narrow_padded(const int16_t *q, int64_t n_blocks, int64_t n_pad, int8_t *out) {
     qact_narrow_i8(q, n_blocks * QK, out);
     memset(out + n_blocks * QK, 0, (size_t)((n_pad - n_blocks) * QK));
 }
 
-/* acc plus 16 mxfp4 groups (packed bytes w, scale bytes e) over int16 or int8 activations. */
-INLINE __m512 mxfp4_chunk_i16(__m512 acc, const uint8_t *w, const uint8_t *e, const int16_t *q,
-                              const float *xd) {
-    const __m512i sums = quad_block_sums(quad_dot_i16(w, q), quad_dot_i16(w + 64, q + 4 * QK),
-                                         quad_dot_i16(w + 128, q + 8 * QK), quad_dot_i16(w + 192, q + 12 * QK));
+/* acc plus 16 mxfp4 groups (packed bytes w, scale bytes e) over int16 (by bytes) or int8
+ * activations: Σ u·q less the offsets' share, the exact S = Σ w·q either way. */
+INLINE __m512 mxfp4_chunk_bytes(__m512 acc, const uint8_t *w, const uint8_t *e, const uint8_t *hl,
+                                const int32_t *off, const float *xd) {
+    const __m512i sums = _mm512_sub_epi32(
+        quad_block_sums(quad_dot_bytes(w, hl), quad_dot_bytes(w + 64, hl + 8 * QK),
+                        quad_dot_bytes(w + 128, hl + 16 * QK), quad_dot_bytes(w + 192, hl + 24 * QK)),
+        _mm512_loadu_si512((const void *)off));
     return scale_sums(acc, sums, e8m0_half_scales16(e), _mm512_loadu_ps(xd));
 }
 
@@ -309,7 +323,7 @@ INLINE float row_mxfp4(const uint8_t *groups, const uint8_t *scales, int64_t n_g
             e = e_tail;
         }
         acc = i8 ? mxfp4_chunk_i8(acc, w, e, tk->q8 + g * QK, tk->off + g, tk->xd + g)
-                 : mxfp4_chunk_i16(acc, w, e, tk->q16 + g * QK, tk->xd + g);
+                 : mxfp4_chunk_bytes(acc, w, e, tk->hl + g * 2 * QK, tk->off + g, tk->xd + g);
     }
     return hsum16(acc);
 }
@@ -400,15 +414,14 @@ static void matmul_tokens(const tensor *w, int64_t r0, int64_t r1, const qact *x
             continue;
         }
         const int16_t *q = x->q + t * w->cols;
-        token tk = {.q16 = q, .q8 = (const int8_t *)q16, .off = off, .xd = xd};
+        token tk = {.q16 = q, .q8 = (const int8_t *)q16, .hl = (const uint8_t *)q16, .off = off, .xd = xd};
         if (i8) {
             if (mxfp4) pack_quads_i8(q, n_blocks, n_pad, (int8_t *)q16);
             else narrow_padded(q, n_blocks, n_pad, (int8_t *)q16);
-            qact_block_offsets(q, n_blocks, n_pad, mxfp4 ? FP4_OFFSET : Q8_OFFSET, off);
         } else if (mxfp4) {
-            pack_quads_i16(q, n_blocks, n_pad, q16);
-            tk.q16 = q16;
+            pack_quads_bytes(q, n_blocks, n_pad, (uint8_t *)q16);
         }
+        if (i8 || mxfp4) qact_block_offsets(q, n_blocks, n_pad, mxfp4 ? FP4_OFFSET : Q8_OFFSET, off);
         for (int64_t b = 0; b < n_pad; b++) xd[b] = b < n_blocks ? x->d[t * n_blocks + b] : 0.0f;
         for (int64_t r = r0; r < r1; r++) {
             const uint8_t *row = w->data + (size_t)r * row_bytes;
