@@ -448,29 +448,35 @@ static void matmul_tokens(const tensor *w, int64_t r0, int64_t r1, const qact *x
  * with no horizontal step: the sums the one-token kernels reach, followed by the same
  * scale_sums and hsum16. Work goes by ROW_BLOCK rows × TOKEN_GROUP tokens (a chunk of their
  * weights and activations, 1 KB per row or token, stays in L1) in tiles of up to TILE × TILE:
- * 16 accumulators and 8 loaded vectors of the 32 registers.
+ * 16 accumulators and 8 loaded vectors of the 32 registers. The scratch is chunk-major (the
+ * rows, or tokens, of one chunk side by side), so within a tile every row, token, scale and
+ * accumulator sits a constant distance from the tile's first: few address registers.
  */
 #define ROW_BLOCK 16
 #define TOKEN_GROUP 16
 #define TILE 4
 
-/* Scratch of one blocked call. Rows and tokens are `stride` bytes apart: n_pad·32 values of
- * int16, or int8 (weights offset, unsigned) when the activations are int8. */
+/* Bytes of one chunk of one row or token: 16 blocks of int16, or of int8 (weights offset,
+ * unsigned) when the activations are int8. */
+#define CHUNK_BYTES(i8) (NB * QK * ((i8) ? 1 : 2))
+
+/* Scratch of one blocked call (n_ch = n_pad / 16 chunks, n_tok tokens). */
 typedef struct blocked {
-    uint8_t *w;          /* [ROW_BLOCK, stride] interleaved weights */
-    float *ws;           /* [ROW_BLOCK, n_pad] weight block scales (finite padding) */
-    uint8_t *q;          /* [n_tok, stride] interleaved activations */
-    float *xd;           /* [n_tok, n_pad] activation scales, 0 past the end */
-    int32_t *off;        /* int8: [n_tok, n_pad] offset · Σq per block; else NULL */
+    uint8_t *w;          /* [n_ch, ROW_BLOCK, CHUNK_BYTES] interleaved weights */
+    float *ws;           /* [n_ch, ROW_BLOCK, 16] weight block scales (finite padding) */
+    uint8_t *q;          /* [n_ch, n_tok, CHUNK_BYTES] interleaved activations */
+    float *xd;           /* [n_ch, n_tok, 16] activation scales, 0 past the end */
+    int32_t *off;        /* int8: [n_ch, n_tok, 16] offset · Σq per block; else NULL */
     float *acc;          /* [ROW_BLOCK, TOKEN_GROUP, 16] */
     uint8_t *row;        /* [stride] one row or token in order, before interleaving */
-    int64_t n_pad, stride;
+    int64_t n_pad, stride, n_tok;   /* stride: bytes of a whole row or token */
     uint8_t fast[ROW_BLOCK];   /* row decoded (else: exact route) */
 } blocked;
 
 static int blocked_new(blocked *s, int64_t cols, int64_t n_tok, int i8) {
     s->n_pad = round_up16(cols / QK);
     s->stride = s->n_pad * QK * (i8 ? 1 : 2);
+    s->n_tok = n_tok;
     const size_t w = (size_t)ROW_BLOCK * (size_t)s->stride;
     const size_t ws = (size_t)ROW_BLOCK * (size_t)s->n_pad * sizeof(float);
     const size_t q = (size_t)n_tok * (size_t)s->stride;
@@ -490,12 +496,13 @@ static int blocked_new(blocked *s, int64_t cols, int64_t n_tok, int i8) {
     return 1;
 }
 
-/* n_pad blocks in order at src (32 int16, or 32 int8, each) into interleaved chunks at dst. */
-static void interleave(const uint8_t *src, int64_t n_pad, int i8, uint8_t *dst) {
+/* n_pad blocks in order at src (32 int16, or 32 int8, each) into interleaved chunks, chunk k at
+ * dst + k·chunk_stride. */
+static void interleave(const uint8_t *src, int64_t n_pad, int i8, uint8_t *dst, int64_t chunk_stride) {
     const size_t block = i8 ? QK : QK * sizeof(int16_t);
     for (int64_t c = 0; c < n_pad; c += NB) {
         const uint8_t *s = src + (size_t)c * block;
-        uint8_t *d = dst + (size_t)c * block;
+        uint8_t *d = dst + c / NB * chunk_stride;
         __m512i in[NB], out[NB];
         for (int j = 0; j < NB; j++)
             in[j] = i8 ? _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_loadu_si256((const void *)(s + j * block)), 0)
@@ -506,9 +513,10 @@ static void interleave(const uint8_t *src, int64_t n_pad, int i8, uint8_t *dst) 
 }
 
 /* An mxfp4 row's codes in order into out (n_pad groups; past the end: zero codes, or the
- * offset 12 for int8), and its scales 2^(e−128) into ws (0.5 past the end). */
+ * offset 12 for int8), and its scales 2^(e−128) into ws (0.5 past the end; chunk k's 16 at
+ * ws + k·ws_stride). */
 static void decode_mxfp4(const uint8_t *groups, const uint8_t *scales, int64_t n_groups, int64_t n_pad,
-                         int i8, uint8_t *out, float *ws) {
+                         int i8, uint8_t *out, float *ws, int64_t ws_stride) {
     for (int64_t g = 0; g < n_pad; g += 4) {
         uint8_t tail[4 * GROUP_BYTES] = {0};
         const uint8_t *packed = groups + g * GROUP_BYTES;
@@ -545,14 +553,15 @@ static void decode_mxfp4(const uint8_t *groups, const uint8_t *scales, int64_t n
         uint8_t e[NB];
         memset(e, 127, sizeof e);
         memcpy(e, scales + g, (size_t)(n_groups - g < NB ? n_groups - g : NB));
-        _mm512_store_ps(ws + g, e8m0_half_scales16(e));
+        _mm512_store_ps(ws + g / NB * ws_stride, e8m0_half_scales16(e));
     }
 }
 
 /* A q8_0 row's values in order into out (int16, or + 128 as unsigned bytes for int8; zeros
- * past the end, which zero activations meet), and its scales into ws (0 past the end). */
+ * past the end, which zero activations meet), and its scales into ws as decode_mxfp4's (0 past
+ * the end). */
 static void decode_q8_0(const uint8_t *row, int64_t n_blocks, int64_t n_pad, int i8, uint8_t *out,
-                        float *ws) {
+                        float *ws, int64_t ws_stride) {
     for (int64_t b = 0; b < n_pad; b++) {
         const uint8_t *block = row + (size_t)b * Q8_BYTES;
         if (i8) {
@@ -565,7 +574,8 @@ static void decode_q8_0(const uint8_t *row, int64_t n_blocks, int64_t n_pad, int
         }
     }
     for (int64_t b = 0; b < n_pad; b += NB)
-        _mm512_store_ps(ws + b, q8_0_scales16(row + (size_t)b * Q8_BYTES, n_blocks - b < NB ? n_blocks - b : NB));
+        _mm512_store_ps(ws + b / NB * ws_stride,
+                        q8_0_scales16(row + (size_t)b * Q8_BYTES, n_blocks - b < NB ? n_blocks - b : NB));
 }
 
 /* Every token's activations interleaved (exact tokens: zeros; their results come from
@@ -573,25 +583,32 @@ static void decode_q8_0(const uint8_t *row, int64_t n_blocks, int64_t n_pad, int
 static void blocked_tokens(blocked *s, const qact *x, int64_t cols, int mxfp4) {
     const int64_t n_blocks = cols / QK;
     const int i8 = s->off != NULL;
-    for (int64_t t = 0; t < x->n_tok; t++) {
-        uint8_t *q = s->q + t * s->stride;
-        float *xd = s->xd + t * s->n_pad;
+    const int64_t ch = CHUNK_BYTES(i8), n_tok = s->n_tok;   /* token t, chunk k at [k·n_tok + t] */
+    for (int64_t t = 0; t < n_tok; t++) {
+        uint8_t *q = s->q + t * ch;
+        float *xd = s->xd + t * NB;
+        int32_t *off = i8 ? s->off + t * NB : NULL;
         if (x->exact[t]) {
-            memset(q, 0, (size_t)s->stride);
-            memset(xd, 0, (size_t)s->n_pad * sizeof *xd);
-            if (i8) memset(s->off + t * s->n_pad, 0, (size_t)s->n_pad * sizeof *s->off);
+            for (int64_t k = 0; k < s->n_pad / NB; k++) {
+                memset(q + k * n_tok * ch, 0, (size_t)ch);
+                memset(xd + k * n_tok * NB, 0, NB * sizeof *xd);
+                if (i8) memset(off + k * n_tok * NB, 0, NB * sizeof *off);
+            }
             continue;
         }
         const int16_t *src = x->q + t * cols;
         if (i8) {
+            int32_t *sums = (int32_t *)(void *)s->row;   /* n_pad int32 fit in a row's bytes */
+            qact_block_offsets(src, n_blocks, s->n_pad, mxfp4 ? FP4_OFFSET : Q8_OFFSET, sums);
+            for (int64_t b = 0; b < s->n_pad; b++) off[b / NB * n_tok * NB + b % NB] = sums[b];
             narrow_padded(src, n_blocks, s->n_pad, (int8_t *)s->row);
-            qact_block_offsets(src, n_blocks, s->n_pad, mxfp4 ? FP4_OFFSET : Q8_OFFSET, s->off + t * s->n_pad);
         } else {
             memcpy(s->row, src, (size_t)cols * sizeof *src);
             memset(s->row + cols * sizeof *src, 0, (size_t)(s->stride - cols * (int64_t)sizeof *src));
         }
-        interleave(s->row, s->n_pad, i8, q);
-        for (int64_t b = 0; b < s->n_pad; b++) xd[b] = b < n_blocks ? x->d[t * n_blocks + b] : 0.0f;
+        interleave(s->row, s->n_pad, i8, q, n_tok * ch);
+        for (int64_t b = 0; b < s->n_pad; b++)
+            xd[b / NB * n_tok * NB + b % NB] = b < n_blocks ? x->d[t * n_blocks + b] : 0.0f;
     }
 }
 
@@ -600,38 +617,41 @@ static void blocked_tokens(blocked *s, const qact *x, int64_t cols, int mxfp4) {
 static void blocked_rows(blocked *s, const tensor *w, int64_t rb, int64_t nr) {
     const int64_t n_blocks = w->cols / QK;
     const int i8 = s->off != NULL;
+    const int64_t ch = CHUNK_BYTES(i8);   /* row i, chunk k at [k·ROW_BLOCK + i] */
     for (int64_t i = 0; i < nr; i++) {
-        uint8_t *wi = s->w + i * s->stride;
-        float *ws = s->ws + i * s->n_pad;
+        uint8_t *wi = s->w + i * ch;
+        float *ws = s->ws + i * NB;
         if (w->type == EDGEMOE_TYPE_MXFP4) {
             const uint8_t *sc = mxfp4_scales(w, rb + i);
             s->fast[i] = (uint8_t)scales_fast_avx2(sc, (size_t)n_blocks);
             if (s->fast[i])
                 decode_mxfp4(w->data + (size_t)(rb + i) * (size_t)n_blocks * GROUP_BYTES, sc, n_blocks,
-                             s->n_pad, i8, s->row, ws);
+                             s->n_pad, i8, s->row, ws, ROW_BLOCK * NB);
         } else {
             s->fast[i] = 1;
             decode_q8_0(w->data + (size_t)(rb + i) * (size_t)n_blocks * Q8_BYTES, n_blocks, s->n_pad, i8,
-                        s->row, ws);
+                        s->row, ws, ROW_BLOCK * NB);
         }
         if (s->fast[i]) {
-            interleave(s->row, s->n_pad, i8, wi);
+            interleave(s->row, s->n_pad, i8, wi, ROW_BLOCK * ch);
         } else {
-            memset(wi, 0, (size_t)s->stride);
-            for (int64_t b = 0; b < s->n_pad; b++) ws[b] = 0.0f;
+            for (int64_t k = 0; k < s->n_pad / NB; k++) {
+                memset(wi + k * ROW_BLOCK * ch, 0, (size_t)ch);
+                memset(ws + k * ROW_BLOCK * NB, 0, NB * sizeof *ws);
+            }
         }
     }
 }
 
 /*
- * One chunk of an R-row × T-token tile: w (row r at w + r·stride), q (token t at q + t·stride)
- * interleaved chunks; ws, xd, off the chunk's 16 scales and offsets (row r at ws + r·n_pad,
- * token t at xd + t·n_pad, off + t·n_pad); acc (row r, token t at acc + (r·n_tok + t)·16)
+ * One chunk of an R-row × T-token tile: w (row r at w + r·CHUNK_BYTES), q (token t at
+ * q + t·CHUNK_BYTES) interleaved chunks; ws, xd, off the chunk's 16 scales and offsets (row r at
+ * ws + 16r, token t at xd + 16t, off + 16t); acc (row r, token t at acc + (r·TOKEN_GROUP + t)·16)
  * updated by scale_sums. int8: w offset codes or values (unsigned), q int8, VPDPBUSD.
  */
 INLINE void tile(const int R, const int T, const int i8, const uint8_t *w, const uint8_t *q,
-                 const float *ws, const float *xd, const int32_t *off, float *acc, int64_t stride,
-                 int64_t n_pad, int64_t n_tok) {
+                 const float *ws, const float *xd, const int32_t *off, float *acc) {
+    const int64_t stride = CHUNK_BYTES(i8);
     __m512i s[TILE][TILE];
     for (int r = 0; r < R; r++)
         for (int t = 0; t < T; t++) s[r][t] = _mm512_setzero_si512();
@@ -645,32 +665,33 @@ INLINE void tile(const int R, const int T, const int i8, const uint8_t *w, const
     }
     for (int r = 0; r < R; r++)
         for (int t = 0; t < T; t++) {
-            float *a = acc + (r * n_tok + t) * NB;
-            const __m512i sums = i8 ? _mm512_sub_epi32(s[r][t], _mm512_load_si512((const void *)(off + t * n_pad)))
+            float *a = acc + (r * TOKEN_GROUP + t) * NB;
+            const __m512i sums = i8 ? _mm512_sub_epi32(s[r][t], _mm512_load_si512((const void *)(off + t * NB)))
                                     : s[r][t];
-            _mm512_store_ps(a, scale_sums(_mm512_load_ps(a), sums, _mm512_load_ps(ws + r * n_pad),
-                                          _mm512_load_ps(xd + t * n_pad)));
+            _mm512_store_ps(a, scale_sums(_mm512_load_ps(a), sums, _mm512_load_ps(ws + r * NB),
+                                          _mm512_load_ps(xd + t * NB)));
         }
 }
 
-/* One chunk (16 blocks, starting at block c) of nr rows × n_tok tokens of the scratch, in
- * tiles; q, xd, off already at the token group's first token. */
-static void chunk(const blocked *s, int64_t c, const uint8_t *q, const float *xd, const int32_t *off,
-                  int64_t nr, int64_t n_tok) {
+/* Chunk k of nr rows × n_tok tokens (from token tg) of the scratch, in tiles. */
+static void chunk(const blocked *s, int64_t k, int64_t tg, int64_t nr, int64_t n_tok) {
     const int i8 = s->off != NULL;
-    const int64_t bytes = c * QK * (i8 ? 1 : 2);   /* block c's offset in a row */
+    const int64_t ch = CHUNK_BYTES(i8), first = k * s->n_tok + tg;   /* chunk k's token tg */
+    const uint8_t *w = s->w + k * ROW_BLOCK * ch, *q = s->q + first * ch;
+    const float *ws = s->ws + k * ROW_BLOCK * NB, *xd = s->xd + first * NB;
+    const int32_t *off = i8 ? s->off + first * NB : NULL;
     for (int64_t t = 0; t < n_tok; t += TILE) {
         const int64_t nt = n_tok - t < TILE ? n_tok - t : TILE;
         for (int64_t i = 0; i < nr; i += TILE) {
             const int64_t ni = nr - i < TILE ? nr - i : TILE;
-            const uint8_t *wi = s->w + i * s->stride + bytes, *qt = q + t * s->stride + bytes;
-            const float *wsi = s->ws + i * s->n_pad + c, *xdt = xd + t * s->n_pad + c;
-            const int32_t *offt = i8 ? off + t * s->n_pad + c : NULL;
-            float *a = s->acc + (i * n_tok + t) * NB;
+            const uint8_t *wi = w + i * ch, *qt = q + t * ch;
+            const float *wsi = ws + i * NB, *xdt = xd + t * NB;
+            const int32_t *offt = i8 ? off + t * NB : NULL;
+            float *a = s->acc + (i * TOKEN_GROUP + t) * NB;
 #define TILE_CASE(R, T)                                                                            \
     case (R) * 8 + (T):                                                                            \
-        if (i8) tile(R, T, 1, wi, qt, wsi, xdt, offt, a, s->stride, s->n_pad, n_tok);             \
-        else tile(R, T, 0, wi, qt, wsi, xdt, offt, a, s->stride, s->n_pad, n_tok);                \
+        if (i8) tile(R, T, 1, wi, qt, wsi, xdt, offt, a);                                          \
+        else tile(R, T, 0, wi, qt, wsi, xdt, offt, a);                                             \
         break;
             switch (ni * 8 + nt) {   /* every size a constant: tile unrolled for each */
                 TILE_CASE(4, 4) TILE_CASE(4, 3) TILE_CASE(4, 2) TILE_CASE(4, 1)
@@ -693,15 +714,15 @@ static void matmul_blocked(const tensor *w, int64_t r0, int64_t r1, const qact *
         blocked_rows(s, w, rb, nr);
         for (int64_t tg = 0; tg < x->n_tok; tg += TOKEN_GROUP) {
             const int64_t n_tok = x->n_tok - tg < TOKEN_GROUP ? x->n_tok - tg : TOKEN_GROUP;
-            for (int64_t k = 0; k < nr * n_tok; k++) _mm512_store_ps(s->acc + k * NB, _mm512_setzero_ps());
-            for (int64_t c = 0; c < s->n_pad; c += NB)
-                chunk(s, c, s->q + tg * s->stride, s->xd + tg * s->n_pad,
-                      s->off ? s->off + tg * s->n_pad : NULL, nr, n_tok);
+            for (int64_t i = 0; i < nr; i++)
+                for (int64_t t = 0; t < n_tok; t++)
+                    _mm512_store_ps(s->acc + (i * TOKEN_GROUP + t) * NB, _mm512_setzero_ps());
+            for (int64_t k = 0; k < s->n_pad / NB; k++) chunk(s, k, tg, nr, n_tok);
             for (int64_t t = 0; t < n_tok; t++)
                 for (int64_t i = 0; i < nr; i++) {
                     float *out = y + (tg + t) * ldy + rb + i;
                     if (s->fast[i] && !x->exact[tg + t])
-                        *out = hsum16(_mm512_load_ps(s->acc + (i * n_tok + t) * NB));
+                        *out = hsum16(_mm512_load_ps(s->acc + (i * TOKEN_GROUP + t) * NB));
                     else
                         *out = row_exact_avx2(w, rb + i, x->x + (tg + t) * w->cols);
                 }
