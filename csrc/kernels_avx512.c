@@ -66,6 +66,31 @@ INLINE void prefetch_ahead(const uint8_t *p) {
     _mm_prefetch((const char *)((uintptr_t)p + PREFETCH_DISTANCE), _MM_HINT_T0);
 }
 
+/* The first n bytes at p (all 64 if n >= 64, none if n <= 0), zeros after them: nothing past
+ * p + n is read. SIMDe has no masked byte loads: the emulated build copies instead. */
+INLINE __m512i load_bytes_upto(const uint8_t *p, int64_t n) {
+    if (n <= 0) return _mm512_setzero_si512();
+#if defined(EDGEMOE_EMULATE_AVX512)
+    uint8_t b[64] = {0};
+    memcpy(b, p, (size_t)(n < 64 ? n : 64));
+    return _mm512_loadu_si512((const void *)b);
+#else
+    return _mm512_maskz_loadu_epi8(n >= 64 ? ~(__mmask64)0 : ((__mmask64)1 << n) - 1, p);
+#endif
+}
+
+/* n < 16 mxfp4 scale bytes at p, then the padding byte 127 (a normal scale). */
+INLINE __m128i load_scale_bytes_upto(const uint8_t *p, int64_t n) {
+#if defined(EDGEMOE_EMULATE_AVX512)
+    uint8_t b[NB];
+    memset(b, 127, sizeof b);
+    memcpy(b, p, (size_t)n);
+    return _mm_loadu_si128((const void *)b);
+#else
+    return _mm_mask_loadu_epi8(_mm_set1_epi8(127), (__mmask16)(((unsigned)1 << n) - 1), p);
+#endif
+}
+
 INLINE int64_t round_up16(int64_t n) {
     return (n + NB - 1) / NB * NB;
 }
@@ -88,8 +113,8 @@ INLINE __m512 scale_sums(__m512 acc, __m512i sums, __m512 ws, __m512 xd) {
 
 /* 2^(e − 128) for 16 mxfp4 scale bytes e at p (fast bytes 2..252, or the padding 127): the
  * scale of the doubled codes, a normal f32 each. */
-INLINE __m512 e8m0_half_scales16(const uint8_t *p) {
-    const __m512i e = _mm512_cvtepu16_epi32(_mm256_cvtepu8_epi16(_mm_loadu_si128((const void *)p)));
+INLINE __m512 e8m0_half_scales16(__m128i bytes) {
+    const __m512i e = _mm512_cvtepu16_epi32(_mm256_cvtepu8_epi16(bytes));   /* (SIMDe lacks cvtepu8_epi32) */
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_sub_epi32(e, _mm512_set1_epi32(1)), 23));
 }
 
@@ -178,8 +203,7 @@ INLINE __m512i fp4_offset_lut(void) {
 }
 
 /* The nibbles of 4 groups' packed bytes: lo = elements 0, 2, .., 30, hi = 1, 3, .., 31. */
-INLINE void quad_nibbles(const uint8_t *packed, __m512i *lo, __m512i *hi) {
-    const __m512i bytes = _mm512_loadu_si512((const void *)packed);
+INLINE void quad_nibbles(__m512i bytes, __m512i *lo, __m512i *hi) {
     const __m512i mask = _mm512_set1_epi8(0x0F);
     *lo = _mm512_and_si512(bytes, mask);
     *hi = _mm512_and_si512(_mm512_srli_epi16(bytes, 4), mask);
@@ -189,7 +213,7 @@ INLINE void quad_nibbles(const uint8_t *packed, __m512i *lo, __m512i *hi) {
  * v[1] 16, 18, .., 30; v[2] 1, 3, .., 15; v[3] 17, 19, .., 31 (the "quad layout"). */
 INLINE void quad_codes_i16(const uint8_t *packed, __m512i v[4]) {
     __m512i lo, hi;
-    quad_nibbles(packed, &lo, &hi);
+    quad_nibbles(_mm512_loadu_si512((const void *)packed), &lo, &hi);
     const __m512i even = _mm512_shuffle_epi8(fp4_lut(), lo), even_sign = _mm512_shuffle_epi8(fp4_sign_lut(), lo);
     const __m512i odd = _mm512_shuffle_epi8(fp4_lut(), hi), odd_sign = _mm512_shuffle_epi8(fp4_sign_lut(), hi);
     v[0] = _mm512_unpacklo_epi8(even, even_sign);
@@ -201,7 +225,7 @@ INLINE void quad_codes_i16(const uint8_t *packed, __m512i v[4]) {
 /* Partial sums of 4 groups times int8 q (128 bytes at q, pack_quads_i8: the even elements of the
  * 4 groups, then the odd), with the offset codes u = w + FP4_OFFSET: Σ u·q per group, lanes
  * 4g .. 4g+3 holding group g's. */
-INLINE __m512i quad_dot_i8(const uint8_t *packed, const int8_t *q) {
+INLINE __m512i quad_dot_i8(__m512i packed, const int8_t *q) {
     __m512i lo, hi;
     quad_nibbles(packed, &lo, &hi);
     const __m512i s = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_shuffle_epi8(fp4_offset_lut(), lo),
@@ -213,7 +237,7 @@ INLINE __m512i quad_dot_i8(const uint8_t *packed, const int8_t *q) {
  * at hl, pack_quads_bytes): Σ u·q = 256·Σ u·h + Σ l·u. VPDPBUSD takes u unsigned against the
  * signed h, then l unsigned against u (0 .. 24: a signed byte too). Four byte products per
  * instruction instead of VPDPWSSD's two, and no widening of the codes to int16. */
-INLINE __m512i quad_dot_bytes(const uint8_t *packed, const uint8_t *hl) {
+INLINE __m512i quad_dot_bytes(__m512i packed, const uint8_t *hl) {
     __m512i lo, hi;
     quad_nibbles(packed, &lo, &hi);
     const __m512i ue = _mm512_shuffle_epi8(fp4_offset_lut(), lo), uo = _mm512_shuffle_epi8(fp4_offset_lut(), hi);
@@ -285,20 +309,20 @@ static void narrow_padded(const int16_t *q, int64_t n_blocks, int64_t n_pad, int
 
 /* acc plus 16 mxfp4 groups (packed bytes w, scale bytes e) over int16 (by bytes) or int8
  * activations: Σ u·q less the offsets' share, the exact S = Σ w·q either way. */
-INLINE __m512 mxfp4_chunk_bytes(__m512 acc, const uint8_t *w, const uint8_t *e, const uint8_t *hl,
+INLINE __m512 mxfp4_chunk_bytes(__m512 acc, const __m512i w[4], __m128i e, const uint8_t *hl,
                                 const int32_t *off, const float *xd) {
     const __m512i sums = _mm512_sub_epi32(
-        quad_block_sums(quad_dot_bytes(w, hl), quad_dot_bytes(w + 64, hl + 8 * QK),
-                        quad_dot_bytes(w + 128, hl + 16 * QK), quad_dot_bytes(w + 192, hl + 24 * QK)),
+        quad_block_sums(quad_dot_bytes(w[0], hl), quad_dot_bytes(w[1], hl + 8 * QK),
+                        quad_dot_bytes(w[2], hl + 16 * QK), quad_dot_bytes(w[3], hl + 24 * QK)),
         _mm512_loadu_si512((const void *)off));
     return scale_sums(acc, sums, e8m0_half_scales16(e), _mm512_loadu_ps(xd));
 }
 
-INLINE __m512 mxfp4_chunk_i8(__m512 acc, const uint8_t *w, const uint8_t *e, const int8_t *q,
+INLINE __m512 mxfp4_chunk_i8(__m512 acc, const __m512i w[4], __m128i e, const int8_t *q,
                              const int32_t *off, const float *xd) {
     const __m512i sums = _mm512_sub_epi32(
-        quad_block_sums(quad_dot_i8(w, q), quad_dot_i8(w + 64, q + 4 * QK), quad_dot_i8(w + 128, q + 8 * QK),
-                        quad_dot_i8(w + 192, q + 12 * QK)),
+        quad_block_sums(quad_dot_i8(w[0], q), quad_dot_i8(w[1], q + 4 * QK), quad_dot_i8(w[2], q + 8 * QK),
+                        quad_dot_i8(w[3], q + 12 * QK)),
         _mm512_loadu_si512((const void *)off));
     return scale_sums(acc, sums, e8m0_half_scales16(e), _mm512_loadu_ps(xd));
 }
@@ -309,21 +333,22 @@ INLINE float row_mxfp4(const uint8_t *groups, const uint8_t *scales, int64_t n_g
                        const token *tk, const int i8) {
     __m512 acc = _mm512_setzero_ps();
     int64_t g = 0;
-    for (; g < n_groups; g += NB) {
-        const uint8_t *w = groups + g * GROUP_BYTES, *e = scales + g;
-        uint8_t w_tail[NB * GROUP_BYTES], e_tail[NB];
-        if (g + NB <= n_groups) {
-            for (int k = 0; k < 4; k++) prefetch_ahead(w + 64 * k);
-        } else {
-            memset(w_tail, 0, sizeof w_tail);
-            memset(e_tail, 127, sizeof e_tail);
-            memcpy(w_tail, w, (size_t)(n_groups - g) * GROUP_BYTES);
-            memcpy(e_tail, e, (size_t)(n_groups - g));
-            w = w_tail;
-            e = e_tail;
-        }
-        acc = i8 ? mxfp4_chunk_i8(acc, w, e, tk->q8 + g * QK, tk->off + g, tk->xd + g)
-                 : mxfp4_chunk_bytes(acc, w, e, tk->hl + g * 2 * QK, tk->off + g, tk->xd + g);
+    for (; g + NB <= n_groups; g += NB) {
+        const uint8_t *w = groups + g * GROUP_BYTES;
+        for (int k = 0; k < 4; k++) prefetch_ahead(w + 64 * k);
+        __m512i wq[4];
+        for (int k = 0; k < 4; k++) wq[k] = _mm512_loadu_si512((const void *)(w + 64 * k));
+        const __m128i e = _mm_loadu_si128((const void *)(scales + g));
+        acc = i8 ? mxfp4_chunk_i8(acc, wq, e, tk->q8 + g * QK, tk->off + g, tk->xd + g)
+                 : mxfp4_chunk_bytes(acc, wq, e, tk->hl + g * 2 * QK, tk->off + g, tk->xd + g);
+    }
+    if (g < n_groups) {
+        const int64_t m = n_groups - g;   /* the last, partial chunk: zero bytes, scale bytes 127 */
+        __m512i wq[4];
+        for (int k = 0; k < 4; k++) wq[k] = load_bytes_upto(groups + g * GROUP_BYTES + 64 * k, m * GROUP_BYTES - 64 * k);
+        const __m128i e = load_scale_bytes_upto(scales + g, m);
+        acc = i8 ? mxfp4_chunk_i8(acc, wq, e, tk->q8 + g * QK, tk->off + g, tk->xd + g)
+                 : mxfp4_chunk_bytes(acc, wq, e, tk->hl + g * 2 * QK, tk->off + g, tk->xd + g);
     }
     return hsum16(acc);
 }
@@ -526,7 +551,7 @@ static void decode_mxfp4(const uint8_t *groups, const uint8_t *scales, int64_t n
         }
         if (i8) {   /* offset codes; unpacking even with odd restores the order */
             __m512i lo, hi;
-            quad_nibbles(packed, &lo, &hi);
+            quad_nibbles(_mm512_loadu_si512((const void *)packed), &lo, &hi);
             const __m512i even = _mm512_shuffle_epi8(fp4_offset_lut(), lo);
             const __m512i odd = _mm512_shuffle_epi8(fp4_offset_lut(), hi);
             const __m512i n0 = _mm512_unpacklo_epi8(even, odd), n1 = _mm512_unpackhi_epi8(even, odd);
@@ -553,7 +578,7 @@ static void decode_mxfp4(const uint8_t *groups, const uint8_t *scales, int64_t n
         uint8_t e[NB];
         memset(e, 127, sizeof e);
         memcpy(e, scales + g, (size_t)(n_groups - g < NB ? n_groups - g : NB));
-        _mm512_store_ps(ws + g / NB * ws_stride, e8m0_half_scales16(e));
+        _mm512_store_ps(ws + g / NB * ws_stride, e8m0_half_scales16(_mm_loadu_si128((const void *)e)));
     }
 }
 
