@@ -638,9 +638,18 @@ INLINE __m256 q8_0_scales8(const uint8_t *block) {
 /* The activation scales of blocks b .. b+n−1 (n <= 8), zero beyond. */
 INLINE __m256 load_xd(const float *xd, int64_t n) {
     if (n == IBLK) return _mm256_loadu_ps(xd);
-    float tmp[IBLK] = {0};
-    for (int64_t i = 0; i < n; i++) tmp[i] = xd[i];
-    return _mm256_loadu_ps(tmp);
+    /* a masked load (nothing read past xd + n): a copy through the stack would stall on store
+     * forwarding once per row */
+    const __m256i live = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    return _mm256_maskload_ps(xd, live);
+}
+
+/* n < 8 mxfp4 scale bytes at p, then the padding byte 127, as 8 int32: gathered in a register,
+ * not copied through the stack (store forwarding, as load_xd). */
+INLINE __m256i scale_bytes_tail(const uint8_t *p, int64_t n) {
+    uint64_t v = 0x7F7F7F7F7F7F7F7FULL;
+    for (int64_t i = 0; i < n; i++) v = (v & ~((uint64_t)0xFF << (8 * i))) | ((uint64_t)p[i] << (8 * i));
+    return _mm256_cvtepu8_epi32(_mm_cvtsi64_si128((long long)v));
 }
 
 /*
@@ -688,12 +697,10 @@ static __m256 mxfp4_tail(__m256 acc, const uint8_t *groups, const uint8_t *scale
     if (g >= n_groups) return acc;
     const int64_t n = n_groups - g;
     __m256i p[IBLK];
-    uint8_t e[IBLK] = {127, 127, 127, 127, 127, 127, 127, 127};
     for (int64_t i = 0; i < IBLK; i++)
         p[i] = i < n ? mxfp4_group_dot(groups + (g + i) * GROUP_BYTES, q + (g + i) * QK_MXFP4)
                      : _mm256_setzero_si256();
-    memcpy(e, scales + g, (size_t)n);
-    const __m256 ws = e8m0_half_scales(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i_u *)e)));
+    const __m256 ws = e8m0_half_scales(scale_bytes_tail(scales + g, n));
     return scale_sums(acc, reduce8_epi32(p), ws, load_xd(xd + g, n));
 }
 
@@ -704,13 +711,14 @@ static __m256 q8_0_tail(__m256 acc, const uint8_t *row, int64_t b, int64_t n_blo
     if (b >= n_blocks) return acc;
     const int64_t n = n_blocks - b;
     __m256i p[IBLK];
-    float ws[IBLK] = {0};
+    uint64_t h[2] = {0, 0};   /* the f16 scales, zero past the end, kept in registers */
     for (int64_t i = 0; i < IBLK; i++) {
         const uint8_t *block = row + (size_t)(b + i) * sizeof(block_q8_0);
         p[i] = i < n ? q8_0_block_dot(block, q + (b + i) * QK8_0) : _mm256_setzero_si256();
-        if (i < n) ws[i] = _cvtsh_ss(load_u16(block));
+        if (i < n) h[i / 4] |= (uint64_t)load_u16(block) << (16 * (i % 4));
     }
-    return scale_sums(acc, reduce8_epi32(p), _mm256_loadu_ps(ws), load_xd(xd + b, n));
+    const __m256 ws = _mm256_cvtph_ps(_mm_set_epi64x((long long)h[1], (long long)h[0]));
+    return scale_sums(acc, reduce8_epi32(p), ws, load_xd(xd + b, n));
 }
 
 /* One mxfp4 row (fast scale bytes only) · one token's int16 activations, weights in registers. */
@@ -887,9 +895,7 @@ INLINE __m256 mxfp4_bytes_tail(__m256 acc, const uint8_t *groups, const uint8_t 
         else
             p[k] = _mm256_setzero_si256();
     }
-    uint8_t e[IBLK] = {127, 127, 127, 127, 127, 127, 127, 127};
-    memcpy(e, scales + g, (size_t)n);
-    const __m256 ws = e8m0_half_scales(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i_u *)e)));
+    const __m256 ws = e8m0_half_scales(scale_bytes_tail(scales + g, n));
     const __m256i sums = _mm256_sub_epi32(pair_block_sums(p[0], p[1], p[2], p[3]),
                                           _mm256_loadu_si256((const __m256i_u *)(offset + g)));
     return scale_sums(acc, sums, ws, load_xd(xd + g, n));
