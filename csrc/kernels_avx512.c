@@ -120,12 +120,14 @@ INLINE __m512 e8m0_half_scales16(__m128i bytes) {
 
 /* The f16 scales of q8_0 blocks 0 .. n−1 at blocks (34 bytes apart) as f32, zero from n to 16. */
 INLINE __m512 q8_0_scales16(const uint8_t *blocks, int64_t n) {
-    uint16_t h[NB];
+    uint64_t h[4] = {0, 0, 0, 0};   /* gathered in registers: a copy through the stack read back
+                                       by one load would stall on store forwarding */
     for (int64_t j = 0; j < NB; j++) {
-        h[j] = 0;
-        if (j < n) memcpy(&h[j], blocks + (size_t)j * Q8_BYTES, sizeof h[j]);
+        uint16_t v = 0;
+        if (j < n) memcpy(&v, blocks + (size_t)j * Q8_BYTES, sizeof v);
+        h[j / 4] |= (uint64_t)v << (16 * (j % 4));
     }
-    return _mm512_cvtph_ps(_mm256_loadu_si256((const void *)h));
+    return _mm512_cvtph_ps(_mm256_set_epi64x((long long)h[3], (long long)h[2], (long long)h[1], (long long)h[0]));
 }
 
 /*
