@@ -79,7 +79,8 @@ INLINE __m512i load_bytes_upto(const uint8_t *p, int64_t n) {
 #endif
 }
 
-/* n < 16 mxfp4 scale bytes at p, then the padding byte 127 (a normal scale). */
+/* 0 < n < 16 mxfp4 scale bytes at p, then the padding byte 127 (a normal scale); nothing past
+ * p + n is read. */
 INLINE __m128i load_scale_bytes_upto(const uint8_t *p, int64_t n) {
 #if defined(EDGEMOE_EMULATE_AVX512)
     uint8_t b[NB];
@@ -111,8 +112,8 @@ INLINE __m512 scale_sums(__m512 acc, __m512i sums, __m512 ws, __m512 xd) {
     return _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(sums), xd), ws, acc);
 }
 
-/* 2^(e − 128) for 16 mxfp4 scale bytes e at p (fast bytes 2..252, or the padding 127): the
- * scale of the doubled codes, a normal f32 each. */
+/* 2^(e − 128) for 16 mxfp4 scale bytes e (fast bytes 2..252, or the padding 127): the scale of
+ * the doubled codes, a normal f32 each. */
 INLINE __m512 e8m0_half_scales16(__m128i bytes) {
     const __m512i e = _mm512_cvtepu16_epi32(_mm256_cvtepu8_epi16(bytes));   /* (SIMDe lacks cvtepu8_epi32) */
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_sub_epi32(e, _mm512_set1_epi32(1)), 23));
@@ -237,8 +238,8 @@ INLINE __m512i quad_dot_i8(__m512i packed, const int8_t *q) {
 
 /* The same over int16 q taken by bytes, q = 256·h + l (h = q >> 8 signed, l = q & 255; 256 bytes
  * at hl, pack_quads_bytes): Σ u·q = 256·Σ u·h + Σ l·u. VPDPBUSD takes u unsigned against the
- * signed h, then l unsigned against u (0 .. 24: a signed byte too). Four byte products per
- * instruction instead of VPDPWSSD's two, and no widening of the codes to int16. */
+ * signed h, then l unsigned against u (0 .. 24: a signed byte too). As many multiply-adds as
+ * VPDPWSSD would take, without widening the codes to int16 (4 shuffles + 4 unpacks a quad). */
 INLINE __m512i quad_dot_bytes(__m512i packed, const uint8_t *hl) {
     __m512i lo, hi;
     quad_nibbles(packed, &lo, &hi);
