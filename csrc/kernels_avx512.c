@@ -79,7 +79,7 @@ INLINE __m512i load_bytes_upto(const uint8_t *p, int64_t n) {
 #endif
 }
 
-/* 0 < n < 16 mxfp4 scale bytes at p, then the padding byte 127 (a normal scale); nothing past
+/* 0 < n <= 16 mxfp4 scale bytes at p, then the padding byte 127 (a normal scale); nothing past
  * p + n is read. */
 INLINE __m128i load_scale_bytes_upto(const uint8_t *p, int64_t n) {
 #if defined(EDGEMOE_EMULATE_AVX512)
@@ -214,9 +214,9 @@ INLINE void quad_nibbles(__m512i bytes, __m512i *lo, __m512i *hi) {
 
 /* 4 groups' codes as int16, group g in 128-bit lane g of each: v[0] elements 0, 2, .., 14;
  * v[1] 16, 18, .., 30; v[2] 1, 3, .., 15; v[3] 17, 19, .., 31 (the "quad layout"). */
-INLINE void quad_codes_i16(const uint8_t *packed, __m512i v[4]) {
+INLINE void quad_codes_i16(__m512i packed, __m512i v[4]) {
     __m512i lo, hi;
-    quad_nibbles(_mm512_loadu_si512((const void *)packed), &lo, &hi);
+    quad_nibbles(packed, &lo, &hi);
     const __m512i even = _mm512_shuffle_epi8(fp4_lut(), lo), even_sign = _mm512_shuffle_epi8(fp4_sign_lut(), lo);
     const __m512i odd = _mm512_shuffle_epi8(fp4_lut(), hi), odd_sign = _mm512_shuffle_epi8(fp4_sign_lut(), hi);
     v[0] = _mm512_unpacklo_epi8(even, even_sign);
@@ -546,15 +546,10 @@ static void interleave(const uint8_t *src, int64_t n_pad, int i8, uint8_t *dst, 
 static void decode_mxfp4(const uint8_t *groups, const uint8_t *scales, int64_t n_groups, int64_t n_pad,
                          int i8, uint8_t *out, float *ws, int64_t ws_stride) {
     for (int64_t g = 0; g < n_pad; g += 4) {
-        uint8_t tail[4 * GROUP_BYTES] = {0};
-        const uint8_t *packed = groups + g * GROUP_BYTES;
-        if (g + 4 > n_groups) {
-            if (g < n_groups) memcpy(tail, packed, (size_t)(n_groups - g) * GROUP_BYTES);
-            packed = tail;
-        }
+        const __m512i packed = load_bytes_upto(groups + g * GROUP_BYTES, (n_groups - g) * GROUP_BYTES);
         if (i8) {   /* offset codes; unpacking even with odd restores the order */
             __m512i lo, hi;
-            quad_nibbles(_mm512_loadu_si512((const void *)packed), &lo, &hi);
+            quad_nibbles(packed, &lo, &hi);
             const __m512i even = _mm512_shuffle_epi8(fp4_offset_lut(), lo);
             const __m512i odd = _mm512_shuffle_epi8(fp4_offset_lut(), hi);
             const __m512i n0 = _mm512_unpacklo_epi8(even, odd), n1 = _mm512_unpackhi_epi8(even, odd);
@@ -577,12 +572,9 @@ static void decode_mxfp4(const uint8_t *groups, const uint8_t *scales, int64_t n
             _mm512_storeu_si512((void *)(o + 3 * QK), _mm512_shuffle_i32x4(b, d, 0xDD));
         }
     }
-    for (int64_t g = 0; g < n_pad; g += NB) {
-        uint8_t e[NB];
-        memset(e, 127, sizeof e);
-        memcpy(e, scales + g, (size_t)(n_groups - g < NB ? n_groups - g : NB));
-        _mm512_store_ps(ws + g / NB * ws_stride, e8m0_half_scales16(_mm_loadu_si128((const void *)e)));
-    }
+    for (int64_t g = 0; g < n_pad; g += NB)
+        _mm512_store_ps(ws + g / NB * ws_stride,
+                        e8m0_half_scales16(load_scale_bytes_upto(scales + g, n_groups - g < NB ? n_groups - g : NB)));
 }
 
 /* A q8_0 row's values in order into out (int16, or + 128 as unsigned bytes for int8; zeros
