@@ -210,6 +210,16 @@ int edgemoe_kernel_matmul(const char *kernels, int type, const uint8_t *w, int64
  */
 int edgemoe_kernel_int16_activations(const char *kernels, int type);
 
+/*
+ * x[n_tok, cols] rounded to blocks of 32 as the set's integer kernels take them (struct qact in
+ * csrc/kernels.h states the rule): q[n_tok, cols] within ±32767 (bits 16) or ±127 (bits 8), each
+ * block in `order` (0 natural, 1 even then odd elements, 2 the same per half block),
+ * d[n_tok, cols / 32] the block scales, exact[n_tok] 1 where a token takes the f32 route (its q
+ * and d then unspecified); cols a multiple of 32.
+ */
+int edgemoe_kernel_quantize(const char *kernels, const float *x, int64_t n_tok, int64_t cols,
+                            int32_t bits, int32_t order, int16_t *q, float *d, uint8_t *exact);
+
 /* *out = Σ a[i]·b[i] for i < n (attention scores). */
 int edgemoe_kernel_dot(const char *kernels, const float *a, const float *b, int64_t n,
                        double *out);

@@ -117,7 +117,7 @@ static void linear(edgemoe_context *ctx, const tensor *w, const tensor *b, const
                .cols = w->cols, .bits = ctx->act_bits};
     linear_job job = {.ctx = ctx, .w = w, .x = x, .qa = NULL, .y = y, .ldy = ldy, .n = n};
     if (ctx->kernels->matmul[w->type]) {
-        qact_quantize(&qa, ctx->kernels->qact_order[w->type]);
+        ctx->kernels->quantize(&qa, ctx->kernels->qact_order[w->type]);
         job.qa = &qa;
     }
     if (w->rows < PARALLEL_MIN_ROWS) linear_share(&job, 0, 1);
@@ -268,7 +268,7 @@ static void linear_one(edgemoe_context *ctx, int i, const tensor *w, const tenso
         qact qa = {.x = x, .q = ctx->t_qa_q + (size_t)i * ctx->width,
                    .d = ctx->t_qa_d + (size_t)i * (ctx->width / 32 + 1), .exact = &exact,
                    .n_tok = 1, .cols = w->cols, .bits = ctx->act_bits};
-        qact_quantize(&qa, k->qact_order[w->type]);
+        k->quantize(&qa, k->qact_order[w->type]);
         k->matmul[w->type](w, 0, w->rows, &qa, y, w->rows);
     } else {
         k->matvec[w->type](w, 0, w->rows, x, y, ctx->work + (size_t)i * ctx->width);

@@ -202,7 +202,7 @@ static int kernel_matmul(const kernel_table *t, const tensor *w, const float *x,
         a.exact = malloc(n_tok ? (size_t)n_tok : 1);
         int rc = EDGEMOE_ERR_NOMEM;
         if (a.q && a.d && a.exact) {
-            qact_quantize(&a, t->qact_order[w->type]);
+            t->quantize(&a, t->qact_order[w->type]);
             t->matmul[w->type](w, 0, w->rows, &a, y, w->rows);
             rc = EDGEMOE_OK;
         }
@@ -242,6 +242,19 @@ int edgemoe_kernel_int16_activations(const char *kernels, int type) {
 int edgemoe_kernel_matvec(const char *kernels, int type, const uint8_t *w, int64_t rows,
                           int64_t cols, const float *x, float *y) {
     return edgemoe_kernel_matmul(kernels, type, w, rows, cols, x, 1, 16, y);
+}
+
+int edgemoe_kernel_quantize(const char *kernels, const float *x, int64_t n_tok, int64_t cols,
+                            int32_t bits, int32_t order, int16_t *q, float *d, uint8_t *exact) {
+    const kernel_table *t;
+    int rc = table_for_call(kernels, &t);
+    if (rc) return rc;
+    if (!x || !q || !d || !exact || n_tok < 0 || cols < 0 || cols % 32 != 0
+        || (bits != 8 && bits != 16) || order < QACT_ORDER_NATURAL || order > QACT_ORDER_EVEN_ODD_HALVES)
+        return EDGEMOE_ERR_ARG;
+    qact a = {.x = x, .q = q, .d = d, .exact = exact, .n_tok = n_tok, .cols = cols, .bits = bits};
+    t->quantize(&a, order);
+    return EDGEMOE_OK;
 }
 
 int edgemoe_kernel_dot(const char *kernels, const float *a, const float *b, int64_t n,

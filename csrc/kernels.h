@@ -80,8 +80,17 @@ typedef struct qact {
     int bits;            /* 16 (or 0): q within ±32767; 8: within ±127 (see qact_quantize) */
 } qact;
 
+#define QACT_BLOCK 32
+#define QACT_MAX 32767.0f          /* int16 blocks: q within ±QACT_MAX */
+#define QACT8_MAX 127.0f           /* int8 blocks (bits 8) */
+#define QACT_MIN_NORM 0x1p-100f    /* smaller block maxima (but 0) take the exact route */
+#define QACT_MAX_NORM 0x1p100f     /* so do larger ones, NaN and infinities */
+
 /* Fill a->q, a->d, a->exact from a->x (n_tok, cols, bits set; cols a multiple of 32). */
 void qact_quantize(qact *a, int order);
+
+/* Position, within a block stored in `order`, of element i (< 32) of the block. */
+int qact_block_slot(int i, int order);
 
 /* Longest row the one-token int8 kernels take (their int8 copy of q lives on the stack);
  * longer rows take the int16 kernels. */
@@ -128,6 +137,9 @@ typedef void (*scores_fn)(float *out, const float *q, const float *keys, size_t 
 typedef void (*weighted_sum_fn)(float *out, const float *p, const float *rows, size_t stride,
                                 int64_t n, int64_t dim, double *acc);
 
+/* qact_quantize's numbers (the same q, d and exact bit for bit), faster where the set can. */
+typedef void (*quantize_fn)(qact *a, int order);
+
 /* out[i] = w[i] · x[i] / sqrt(mean(x²) + eps) for i < n (out may alias x). */
 typedef void (*rmsnorm_fn)(float *out, const float *x, const float *w, int64_t n, float eps);
 
@@ -139,6 +151,7 @@ typedef struct kernel_table {
     /* integer kernels over prepared activations, by weight type; NULL: use matvec per token */
     matmul_fn matmul[EDGEMOE_TYPE_COUNT];
     int qact_order[EDGEMOE_TYPE_COUNT];     /* QACT_ORDER_* each matmul wants */
+    quantize_fn quantize;                   /* prepares the matmul's activations */
     dot_fn dot;
     scores_fn scores;
     weighted_sum_fn weighted_sum;

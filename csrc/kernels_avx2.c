@@ -1473,6 +1473,88 @@ void weighted_sum_avx2(float *out, const float *p, const float *rows, size_t str
     }
 }
 
+/* ---------------------------------------------------------------------------------------
+ * Activations into int16 (or int8) blocks: qact_quantize (qact.c) 8 lanes at a time. Every
+ * element goes through the same IEEE operations — |x|, the block's largest, x · (qmax / amax)
+ * rounded half to even, clamped to ±qmax — so q, d and exact come out bit for bit as the
+ * reference's (kernel tests compare them).
+ */
+
+INLINE float hmax_ps(__m256 v) {
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_movehdup_ps(m));
+    return _mm_cvtss_f32(m);
+}
+
+/* 16 int16 in order (two 128-bit lanes of 8) as QACT_ORDER_EVEN_ODD_HALVES wants a half of a
+ * block: its 8 even elements, then its 8 odd ones. */
+INLINE __m256i even_odd16(__m256i v) {
+    const __m256i pick = _mm256_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15,
+                                          0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15);
+    return _mm256_permute4x64_epi64(_mm256_shuffle_epi8(v, pick), 0xD8);
+}
+
+/* One block of 32 (quantize_block of qact.c): q in `order` and *d; 0 if the block must take
+ * the exact route. */
+INLINE int quantize_block_avx2(const float *x, int16_t *q, float *d, int order, float qmax) {
+    const __m256 sign = _mm256_set1_ps(-0.0f), limit = _mm256_set1_ps(QACT_MAX_NORM);
+    __m256 v[4], amax = _mm256_setzero_ps();
+    int bad = 0;
+    for (int k = 0; k < 4; k++) {
+        v[k] = _mm256_loadu_ps(x + 8 * k);
+        const __m256 a = _mm256_andnot_ps(sign, v[k]);
+        bad |= _mm256_movemask_ps(_mm256_cmp_ps(a, limit, _CMP_NLE_UQ));   /* NaN too */
+        amax = _mm256_max_ps(amax, a);
+    }
+    if (bad) return 0;
+    const float m = hmax_ps(amax);
+    if (m == 0.0f) {
+        memset(q, 0, QACT_BLOCK * sizeof *q);
+        *d = 0.0f;
+        return 1;
+    }
+    if (m < QACT_MIN_NORM) return 0;
+    const __m256 inv = _mm256_set1_ps(qmax / m), hi = _mm256_set1_ps(qmax), lo = _mm256_set1_ps(-qmax);
+    __m256i r[4];
+    for (int k = 0; k < 4; k++) {
+        const __m256 y = _mm256_round_ps(_mm256_mul_ps(v[k], inv), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        r[k] = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(y, lo), hi));
+    }
+    /* packs interleaves the 128-bit lanes of its operands; the permute restores the order */
+    __m256i h0 = _mm256_permute4x64_epi64(_mm256_packs_epi32(r[0], r[1]), 0xD8);
+    __m256i h1 = _mm256_permute4x64_epi64(_mm256_packs_epi32(r[2], r[3]), 0xD8);
+    if (order == QACT_ORDER_NATURAL || order == QACT_ORDER_EVEN_ODD_HALVES) {
+        if (order == QACT_ORDER_EVEN_ODD_HALVES) {
+            h0 = even_odd16(h0);
+            h1 = even_odd16(h1);
+        }
+        _mm256_storeu_si256((__m256i_u *)q, h0);
+        _mm256_storeu_si256((__m256i_u *)(q + 16), h1);
+    } else {
+        int16_t tmp[QACT_BLOCK];
+        _mm256_storeu_si256((__m256i_u *)tmp, h0);
+        _mm256_storeu_si256((__m256i_u *)(tmp + 16), h1);
+        for (int i = 0; i < QACT_BLOCK; i++) q[qact_block_slot(i, order)] = tmp[i];
+    }
+    *d = m / qmax;
+    return 1;
+}
+
+void qact_quantize_avx2(qact *a, int order) {
+    const int64_t n_blocks = a->cols / QACT_BLOCK;
+    const float qmax = a->bits == 8 ? QACT8_MAX : QACT_MAX;
+    a->order = order;
+    for (int64_t t = 0; t < a->n_tok; t++) {
+        int ok = 1;
+        for (int64_t b = 0; b < n_blocks && ok; b++) {
+            const int64_t e = t * a->cols + b * QACT_BLOCK;
+            ok = quantize_block_avx2(a->x + e, a->q + e, a->d + t * n_blocks + b, order, qmax);
+        }
+        a->exact[t] = (uint8_t)!ok;
+    }
+}
+
 /* As the reference, with the sum of squares in double (x² is exact in double), 8 at a time. */
 void rmsnorm_avx2(float *out, const float *x, const float *w, int64_t n, float eps) {
     __m256d acc0 = _mm256_setzero_pd(), acc1 = _mm256_setzero_pd();
@@ -1519,6 +1601,7 @@ const kernel_table KERNELS_AVX2 = {
         [EDGEMOE_TYPE_Q8_0] = QACT_ORDER_NATURAL,
         [EDGEMOE_TYPE_MXFP4] = QACT_ORDER_EVEN_ODD_HALVES,
     },
+    .quantize = qact_quantize_avx2,
     .dot = dot_f32_avx2,
     .scores = scores_f32_avx2,
     .weighted_sum = weighted_sum_avx2,

@@ -781,6 +781,7 @@ const kernel_table KERNELS_AVX512 = {
         [EDGEMOE_TYPE_Q8_0] = QACT_ORDER_NATURAL,
         [EDGEMOE_TYPE_MXFP4] = QACT_ORDER_NATURAL,
     },
+    .quantize = qact_quantize_avx2,
     .dot = dot_f32_avx2,
     .scores = scores_f32_avx2,
     .weighted_sum = weighted_sum_avx2,

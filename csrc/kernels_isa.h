@@ -35,6 +35,8 @@ void scores_f32_avx2(float *out, const float *q, const float *keys, size_t strid
                      int64_t dim, double scale);
 void weighted_sum_avx2(float *out, const float *p, const float *rows, size_t stride, int64_t n,
                        int64_t dim, double *acc_unused);
+/* qact_quantize with 8 lanes at a time: the same q, d and exact bit for bit. */
+void qact_quantize_avx2(qact *a, int order);
 void rmsnorm_avx2(float *out, const float *x, const float *w, int64_t n, float eps);
 /* 1 if every mxfp4 scale byte of s[n] takes the integer kernels (2..252), else 0. */
 int scales_fast_avx2(const uint8_t *s, size_t n);

@@ -841,6 +841,7 @@ const kernel_table KERNELS_NEON = {
         [EDGEMOE_TYPE_Q8_0] = QACT_ORDER_NATURAL,
         [EDGEMOE_TYPE_MXFP4] = QACT_ORDER_EVEN_ODD,
     },
+    .quantize = qact_quantize,
     .dot = dot_f32_neon,
     .scores = scores_f32_neon,
     .weighted_sum = weighted_sum_neon,

@@ -159,6 +159,7 @@ const kernel_table KERNELS_REFERENCE = {
         [EDGEMOE_TYPE_Q8_0] = matvec_f32_q8_0,
         [EDGEMOE_TYPE_MXFP4] = matvec_f32_mxfp4,
     },
+    .quantize = qact_quantize,   /* unused: the reference has no matmul */
     .dot = dot_f32,
     .scores = scores_f32,
     .weighted_sum = weighted_sum,

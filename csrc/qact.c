@@ -1,21 +1,15 @@
 /*
  * qact.c — activations rounded to int16 blocks for the integer kernels (see struct qact in
  * kernels.h). Plain C on purpose: the rounding rule is part of the numerical contract (the
- * tests replay it in numpy), and it costs O(cols) per token against the O(rows · cols) of
- * the product it feeds.
+ * tests replay it in numpy), and this is its reference. A set may have a faster twin (its
+ * table's quantize, e.g. qact_quantize_avx2) that must give the same q, d and exact bit for
+ * bit: the caller runs it alone while the other threads wait, so in a prompt it showed.
  */
 #include <math.h>
 
 #include "kernels.h"
 
-#define QACT_BLOCK 32
-#define QACT_MAX 32767.0f
-#define QACT8_MAX 127.0f
-#define QACT_MIN_NORM 0x1p-100f   /* smaller block maxima (but 0) take the exact route */
-#define QACT_MAX_NORM 0x1p100f
-
-/* Position, within a block stored in `order`, of element i of the block. */
-static int block_slot(int i, int order) {
+int qact_block_slot(int i, int order) {
     if (order == QACT_ORDER_EVEN_ODD) return (i % 2) * (QACT_BLOCK / 2) + i / 2;
     if (order == QACT_ORDER_EVEN_ODD_HALVES) return (i / 16) * 16 + (i % 2) * 8 + (i / 2) % 8;
     return i;
@@ -39,7 +33,7 @@ static int quantize_block(const float *x, int16_t *q, float *d, int order, float
     for (int i = 0; i < QACT_BLOCK; i++) {
         float v = rintf(x[i] * inv);   /* round half to even, as the SIMD conversions */
         v = v > qmax ? qmax : (v < -qmax ? -qmax : v);
-        q[block_slot(i, order)] = (int16_t)v;
+        q[qact_block_slot(i, order)] = (int16_t)v;
     }
     *d = amax / qmax;
     return 1;

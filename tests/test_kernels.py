@@ -534,6 +534,76 @@ def test_vector_kernels(kernels: str, n: int) -> None:
         assert np.all(np.abs(got - exact_ws) <= VECTOR_TOL * (p @ np.abs(v)) + 1e-30)
 
 
+def quantize(kernels: str, x: np.ndarray, bits: int, order: int
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    n_tok, cols = x.shape
+    q = np.zeros((n_tok, cols), dtype=np.int16)
+    d = np.zeros((n_tok, cols // 32), dtype=np.float32)
+    exact = np.zeros(n_tok, dtype=np.uint8)
+    call(lib.edgemoe_kernel_quantize, kernels.encode(), fptr(x), n_tok, cols, bits, order,
+         ffi.from_buffer("int16_t[]", q), fptr(d), ffi.from_buffer("uint8_t[]", exact))
+    return q, d, exact
+
+
+def quantize_inputs() -> np.ndarray:
+    """Tokens of 13 blocks: random scales, ties of the rounding, and each edge of the rule."""
+    g = np.random.default_rng(11)
+    x = (g.standard_normal((12, 13 * 32)) * np.exp2(g.integers(-20, 20, (12, 13, 1))).repeat(
+        32, axis=2).reshape(12, -1)).astype(np.float32)
+    x[1, :32] = np.arange(-15.5, 16.5)           # ties (k + 0.5): block max 16 ...
+    x[1, 32:64] = np.arange(-15.5, 16.5) * 2048  # ... and scaled so x·qmax/amax hits halves
+    x[2, 64:96] = 0.0                            # an all-zero block: q 0, d 0
+    x[2, 96:128] = -0.0
+    x[3, 40] = np.nan                            # NaN, infinities: the token goes exact
+    x[4, 300] = -np.inf
+    x[5, 128:160] = 1e-31                        # block maximum below 2^-100: exact
+    x[6, 200] = 2.0**100                         # exactly 2^100: still quantized
+    x[7, 201] = 2.0**101                         # beyond: exact
+    x[8, 0:32] = np.float32(1e-40)               # subnormals under a normal maximum
+    x[8, 5] = 1.0
+    x[9, 7] = -1.5 * 2.0**99                      # large, but quantized
+    return x
+
+
+def quantize_numpy(x: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The rule of struct qact (csrc/kernels.h) in float32 numpy, natural order."""
+    qmax = np.float32(127.0 if bits == 8 else 32767.0)
+    blocks = x.reshape(x.shape[0], -1, 32)
+    with np.errstate(invalid="ignore"):
+        amax = np.abs(blocks).max(axis=2)
+        bad = ~(np.abs(blocks) <= np.float32(2.0**100)).all(axis=2) | (
+            (amax < np.float32(2.0**-100)) & (amax != 0))
+    safe = np.where((amax == 0) | bad, np.float32(1), amax).astype(np.float32)
+    inv = (qmax / safe).astype(np.float32)
+    with np.errstate(invalid="ignore", over="ignore"):
+        q = np.clip(np.rint(blocks * inv[:, :, None]), -qmax, qmax)
+    q = np.where((amax == 0)[:, :, None], 0, q)
+    d = np.where(amax == 0, np.float32(0), (safe / qmax).astype(np.float32))
+    return np.nan_to_num(q).astype(np.int16).reshape(x.shape), d, bad.any(axis=1).astype(np.uint8)
+
+
+@pytest.mark.parametrize("kernels", ALL_SETS)
+@pytest.mark.parametrize("bits", [16, 8])
+def test_quantize_matches_the_rule_bit_for_bit(kernels: str, bits: int) -> None:
+    """Every set's activation rounding gives the reference's q, d and exact flags, which are
+    the rule replayed in numpy; each block order is a permutation of the natural one."""
+    need_set(kernels)
+    x = quantize_inputs()
+    want_q, want_d, want_exact = quantize_numpy(x, bits)
+    ok = want_exact == 0
+    assert want_exact.tolist() == [0, 0, 0, 1, 1, 1, 0, 1, 0, 0, 0, 0]
+    for order in (0, 1, 2):
+        q, d, exact = quantize(kernels, x, bits, order)
+        np.testing.assert_array_equal(exact, want_exact)
+        np.testing.assert_array_equal(d[ok], want_d[ok])
+        i = np.arange(32)
+        slot = [i, (i % 2) * 16 + i // 2, (i // 16) * 16 + (i % 2) * 8 + (i // 2) % 8][order]
+        natural = q.reshape(len(x), -1, 32)[:, :, slot].reshape(x.shape)
+        np.testing.assert_array_equal(natural[ok], want_q[ok])
+    assert lib.edgemoe_kernel_quantize(kernels.encode(), fptr(x), 1, 31, bits, 0, ffi.NULL,
+                                       ffi.NULL, ffi.NULL) == lib.EDGEMOE_ERR_ARG
+
+
 # ------------------------------------------------------------------------------ API and selection
 
 
