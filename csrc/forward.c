@@ -80,6 +80,7 @@ typedef struct linear_job {
     float *y;            /* y[t·ldy + r] */
     int64_t ldy;
     int32_t n;
+    const float *bias;   /* [rows] added to every token's y, or NULL */
 } linear_job;
 
 /* Rows [r0, r1) of share i of n: equal shares, boundaries on multiples of 4 rows. */
@@ -99,12 +100,15 @@ static void linear_share(void *arg, int i, int n) {
     const kernel_table *k = job->ctx->kernels;
     if (job->qa) {
         k->matmul[w->type](w, r0, r1, job->qa, job->y, job->ldy);
-        return;
+    } else {
+        float *work = job->ctx->work + (size_t)i * job->ctx->width;
+        for (int32_t t = 0; t < job->n; t++)
+            k->matvec[w->type](w, r0, r1, job->x + (size_t)t * (size_t)w->cols,
+                               job->y + (size_t)t * (size_t)job->ldy, work);
     }
-    float *work = job->ctx->work + (size_t)i * job->ctx->width;
-    for (int32_t t = 0; t < job->n; t++)
-        k->matvec[w->type](w, r0, r1, job->x + (size_t)t * (size_t)w->cols,
-                           job->y + (size_t)t * (size_t)job->ldy, work);
+    if (job->bias)   /* each share its own rows, while they are in cache */
+        for (int32_t t = 0; t < job->n; t++)
+            vec_add(job->y + (size_t)t * (size_t)job->ldy + r0, job->bias + r0, r1 - r0);
 }
 
 /*
@@ -120,12 +124,12 @@ static void linear(edgemoe_context *ctx, const tensor *w, const tensor *b, const
         ctx->kernels->quantize(&qa, ctx->kernels->qact_order[w->type]);
         job.qa = &qa;
     }
-    if (w->rows < PARALLEL_MIN_ROWS) linear_share(&job, 0, 1);
-    else run(ctx, linear_share, &job);
     if (b) {
         dequantize_row(b, 0, ctx->vec);
-        for (int32_t t = 0; t < n; t++) vec_add(y + (size_t)t * (size_t)ldy, ctx->vec, w->rows);
+        job.bias = ctx->vec;
     }
+    if (w->rows < PARALLEL_MIN_ROWS) linear_share(&job, 0, 1);
+    else run(ctx, linear_share, &job);
 }
 
 /* out[t] = rmsnorm(x[t]) with weight w, for the n rows of [n, H]. */
@@ -237,6 +241,21 @@ static void forward_attention(edgemoe_context *ctx, int32_t layer, int32_t n, in
  * Mixture of experts
  */
 
+typedef struct swiglu_job {
+    edgemoe_context *ctx;
+    int32_t m;           /* tokens: gate_up [m, 2·n_ff] -> act [m, n_ff] */
+} swiglu_job;
+
+static void swiglu_share(void *arg, int i, int n) {
+    const swiglu_job *job = arg;
+    edgemoe_context *ctx = job->ctx;
+    const hparams *hp = &ctx->model->hp;
+    const size_t I = (size_t)hp->n_ff;
+    for (int32_t t = (int32_t)((int64_t)job->m * i / n); t < (int32_t)((int64_t)job->m * (i + 1) / n); t++)
+        swiglu_clamped(ctx->act + t * I, ctx->gate_up + t * 2 * I, hp->n_ff, hp->swiglu_alpha,
+                       hp->swiglu_limit);
+}
+
 /* Apply expert e to the m tokens routed to it (expert_tokens / expert_slots), writing each
  * output to expert_out[token, slot]. */
 static void expert_apply(edgemoe_context *ctx, const expert_weights *e, int32_t m) {
@@ -245,9 +264,9 @@ static void expert_apply(edgemoe_context *ctx, const expert_weights *e, int32_t 
     for (int32_t i = 0; i < m; i++)
         memcpy(ctx->expert_in + i * H, ctx->xn + (size_t)ctx->expert_tokens[i] * H, H * sizeof(float));
     linear(ctx, &e->gate_up, &e->gate_up_bias, ctx->expert_in, m, ctx->gate_up, (int64_t)(2 * I));
-    for (int32_t i = 0; i < m; i++)
-        swiglu_clamped(ctx->act + i * I, ctx->gate_up + i * 2 * I, hp->n_ff, hp->swiglu_alpha,
-                       hp->swiglu_limit);
+    swiglu_job job = {.ctx = ctx, .m = m};
+    if (m > 1) run(ctx, swiglu_share, &job);
+    else swiglu_share(&job, 0, 1);
     /* the outputs land in expert_in (free again), then move to their (token, slot) rows */
     linear(ctx, &e->down, &e->down_bias, ctx->act, m, ctx->expert_in, (int64_t)H);
     for (int32_t i = 0; i < m; i++) {
