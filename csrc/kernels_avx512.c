@@ -474,7 +474,7 @@ static void matmul_tokens(const tensor *w, int64_t r0, int64_t r1, const qact *x
  * past the end zero). A VPDPWSSD / VPDPBUSD of a weight vector with an activation vector then
  * adds to lane j a piece of block j's sum only, so a chunk leaves [S_b .. S_b+15] in the lanes
  * with no horizontal step: the sums the one-token kernels reach, followed by the same
- * scale_sums and hsum16. Work goes by ROW_BLOCK rows × TOKEN_GROUP tokens (a chunk of their
+ * scale_sums and hsum16's additions (hsum16_rows: 16 rows' at once). Work goes by ROW_BLOCK rows × TOKEN_GROUP tokens (a chunk of their
  * weights and activations, 1 KB per row or token, stays in L1) in tiles of up to TILE × TILE:
  * 16 accumulators and 8 loaded vectors of the 32 registers. The scratch is chunk-major (the
  * rows, or tokens, of one chunk side by side), so within a tile every row, token, scale and
@@ -667,10 +667,11 @@ static void blocked_rows(blocked *s, const tensor *w, int64_t rb, int64_t nr) {
  * One chunk of an R-row × T-token tile: w (row r at w + r·CHUNK_BYTES), q (token t at
  * q + t·CHUNK_BYTES) interleaved chunks; ws, xd, off the chunk's 16 scales and offsets (row r at
  * ws + 16r, token t at xd + 16t, off + 16t); acc (row r, token t at acc + (r·TOKEN_GROUP + t)·16)
- * updated by scale_sums. int8: w offset codes or values (unsigned), q int8, VPDPBUSD.
+ * updated by scale_sums, from zero when first (what the one-token kernels start from, without
+ * zeroing the accumulators beforehand). int8: w offset codes or values (unsigned), q int8, VPDPBUSD.
  */
 INLINE void tile(const int R, const int T, const int i8, const uint8_t *w, const uint8_t *q,
-                 const float *ws, const float *xd, const int32_t *off, float *acc) {
+                 const float *ws, const float *xd, const int32_t *off, float *acc, const int first) {
     const int64_t stride = CHUNK_BYTES(i8);
     __m512i s[TILE][TILE];
     for (int r = 0; r < R; r++)
@@ -688,13 +689,15 @@ INLINE void tile(const int R, const int T, const int i8, const uint8_t *w, const
             float *a = acc + (r * TOKEN_GROUP + t) * NB;
             const __m512i sums = i8 ? _mm512_sub_epi32(s[r][t], _mm512_load_si512((const void *)(off + t * NB)))
                                     : s[r][t];
-            _mm512_store_ps(a, scale_sums(_mm512_load_ps(a), sums, _mm512_load_ps(ws + r * NB),
-                                          _mm512_load_ps(xd + t * NB)));
+            const __m512 before = first ? _mm512_setzero_ps() : _mm512_load_ps(a);
+            _mm512_store_ps(a, scale_sums(before, sums, _mm512_load_ps(ws + r * NB), _mm512_load_ps(xd + t * NB)));
         }
 }
 
-/* Chunk k of nr rows × n_tok tokens (from token tg) of the scratch, in tiles. */
+/* Chunk k of nr rows × n_tok tokens (from token tg) of the scratch, in tiles (chunk 0 starts
+ * the accumulators from zero). */
 static void chunk(const blocked *s, int64_t k, int64_t tg, int64_t nr, int64_t n_tok) {
+    const int start = k == 0;
     const int i8 = s->off != NULL;
     const int64_t ch = CHUNK_BYTES(i8), first = k * s->n_tok + tg;   /* chunk k's token tg */
     const uint8_t *w = s->w + k * ROW_BLOCK * ch, *q = s->q + first * ch;
@@ -710,8 +713,8 @@ static void chunk(const blocked *s, int64_t k, int64_t tg, int64_t nr, int64_t n
             float *a = s->acc + (i * TOKEN_GROUP + t) * NB;
 #define TILE_CASE(R, T)                                                                            \
     case (R) * 8 + (T):                                                                            \
-        if (i8) tile(R, T, 1, wi, qt, wsi, xdt, offt, a);                                          \
-        else tile(R, T, 0, wi, qt, wsi, xdt, offt, a);                                             \
+        if (i8) tile(R, T, 1, wi, qt, wsi, xdt, offt, a, start);                                   \
+        else tile(R, T, 0, wi, qt, wsi, xdt, offt, a, start);                                      \
         break;
             switch (ni * 8 + nt) {   /* every size a constant: tile unrolled for each */
                 TILE_CASE(4, 4) TILE_CASE(4, 3) TILE_CASE(4, 2) TILE_CASE(4, 1)
@@ -725,6 +728,36 @@ static void chunk(const blocked *s, int64_t k, int64_t tg, int64_t nr, int64_t n
     }
 }
 
+/*
+ * out[i] = hsum16(acc + i·TOKEN_GROUP·16) for i < nr (≤ 16 rows of one token): the same four
+ * rounds of additions as hsum16 on each vector (lane l + l+8, then l + l+4, l + l+2, l + l+1),
+ * done for 16 vectors together by pairing their halves, so the same sums bit for bit. The
+ * sums come out in the lane order src below; a permutation restores 0..15.
+ */
+static void hsum16_rows(const float *acc, int64_t nr, float *out) {
+    __m512 v[16], u[8], w[4], x[2];
+    for (int i = 0; i < 16; i++)
+        v[i] = i < nr ? _mm512_load_ps(acc + i * TOKEN_GROUP * NB) : _mm512_setzero_ps();
+    for (int j = 0; j < 8; j++)   /* quarters [v_j: l + l+8 (2 quarters), v_j+8: the same] */
+        u[j] = _mm512_add_ps(_mm512_shuffle_f32x4(v[j], v[j + 8], 0x44), _mm512_shuffle_f32x4(v[j], v[j + 8], 0xEE));
+    for (int j = 0; j < 4; j++)   /* quarters: l + l+4 of v_j, v_j+8, v_j+4, v_j+12 */
+        w[j] = _mm512_add_ps(_mm512_shuffle_f32x4(u[j], u[j + 4], 0x88), _mm512_shuffle_f32x4(u[j], u[j + 4], 0xDD));
+    for (int j = 0; j < 2; j++)   /* per quarter: l + l+2 of a w_j vector (2 lanes), then of w_j+2's */
+        x[j] = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(w[j]), _mm512_castps_pd(w[j + 2]))),
+                             _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(w[j]), _mm512_castps_pd(w[j + 2]))));
+    /* l + l+1: lane L holds the sum of v[src[L]] */
+    const __m512 r = _mm512_add_ps(_mm512_shuffle_ps(x[0], x[1], 0x88), _mm512_shuffle_ps(x[0], x[1], 0xDD));
+    const __m512i src = _mm512_setr_epi32(0, 2, 1, 3, 8, 10, 9, 11, 4, 6, 5, 7, 12, 14, 13, 15);
+    const __m512 sums = _mm512_permutexvar_ps(src, r);
+#if defined(EDGEMOE_EMULATE_AVX512)   /* SIMDe's masked store writes every lane */
+    float b[NB];
+    _mm512_storeu_ps(b, sums);
+    memcpy(out, b, (size_t)nr * sizeof *out);
+#else
+    _mm512_mask_storeu_ps(out, (__mmask16)((1u << nr) - 1), sums);
+#endif
+}
+
 /* Y for rows [r0, r1) and every token: a row block at a time, TOKEN_GROUP tokens at a time. */
 static void matmul_blocked(const tensor *w, int64_t r0, int64_t r1, const qact *x, float *y,
                            int64_t ldy, blocked *s) {
@@ -734,18 +767,13 @@ static void matmul_blocked(const tensor *w, int64_t r0, int64_t r1, const qact *
         blocked_rows(s, w, rb, nr);
         for (int64_t tg = 0; tg < x->n_tok; tg += TOKEN_GROUP) {
             const int64_t n_tok = x->n_tok - tg < TOKEN_GROUP ? x->n_tok - tg : TOKEN_GROUP;
-            for (int64_t i = 0; i < nr; i++)
-                for (int64_t t = 0; t < n_tok; t++)
-                    _mm512_store_ps(s->acc + (i * TOKEN_GROUP + t) * NB, _mm512_setzero_ps());
             for (int64_t k = 0; k < s->n_pad / NB; k++) chunk(s, k, tg, nr, n_tok);
-            for (int64_t t = 0; t < n_tok; t++)
-                for (int64_t i = 0; i < nr; i++) {
-                    float *out = y + (tg + t) * ldy + rb + i;
-                    if (s->fast[i] && !x->exact[tg + t])
-                        *out = hsum16(_mm512_load_ps(s->acc + (i * TOKEN_GROUP + t) * NB));
-                    else
-                        *out = row_exact_avx2(w, rb + i, x->x + (tg + t) * w->cols);
-                }
+            for (int64_t t = 0; t < n_tok; t++) {
+                float *out = y + (tg + t) * ldy + rb;
+                if (!x->exact[tg + t]) hsum16_rows(s->acc + t * NB, nr, out);
+                for (int64_t i = 0; i < nr; i++)
+                    if (!s->fast[i] || x->exact[tg + t]) out[i] = row_exact_avx2(w, rb + i, x->x + (tg + t) * w->cols);
+            }
         }
     }
 }
