@@ -65,7 +65,8 @@ static int context_alloc(edgemoe_context *ctx) {
     ctx->qa_d = array_new(B * (D / 32 + 1), sizeof(float));
     ctx->qa_exact = array_new(B, 1);
     ctx->work = array_new(T * D, sizeof(float));
-    ctx->scores = array_new(T * ((size_t)ctx->n_ctx + 1), sizeof(float));
+    const size_t group = (size_t)(hp->n_head / hp->n_head_kv);   /* query heads per key head */
+    ctx->scores = array_new(T * group * ((size_t)ctx->n_ctx + 1), sizeof(float));
     ctx->att_acc = array_new(T * hd, sizeof(double));
     ctx->t_gate_up = array_new(T * 2 * I, sizeof(float));
     ctx->t_act = array_new(T * I, sizeof(float));

@@ -70,7 +70,7 @@ struct edgemoe_context {
 
     /* per thread */
     float *work;         /* [T, D] kernel scratch */
-    float *scores;       /* [T, n_ctx + 1] one head's scores over keys, then the sink */
+    float *scores;       /* [T, G, n_ctx + 1] a key head's G query heads' scores over keys, then the sink */
     double *att_acc;     /* [T, hd] one head's P·V accumulator */
     float *t_gate_up;    /* [T, 2I] one token's expert, computed whole by one thread */
     float *t_act;        /* [T, I] */

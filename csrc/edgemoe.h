@@ -224,13 +224,15 @@ int edgemoe_kernel_quantize(const char *kernels, const float *x, int64_t n_tok, 
 int edgemoe_kernel_dot(const char *kernels, const float *a, const float *b, int64_t n,
                        double *out);
 
-/* out[j] = (float)(dot(q, keys + j·stride, dim) · scale) for j < n (one head's attention
- * scores; the same numbers as edgemoe_kernel_dot per key); stride >= dim. */
-int edgemoe_kernel_scores(const char *kernels, float *out, const float *q, const float *keys,
-                          int64_t stride, int64_t n, int64_t dim, double scale);
+/* out[i·n + j] = (float)(dot(q + i·dim, keys + j·stride, dim) · scale) for i < nq, j < n (the
+ * attention scores of nq query heads sharing a key head; the same numbers as
+ * edgemoe_kernel_dot per query and key); stride >= dim, nq >= 1. */
+int edgemoe_kernel_scores(const char *kernels, float *out, const float *q, int32_t nq,
+                          const float *keys, int64_t stride, int64_t n, int64_t dim, double scale);
 
-/* out[d] = Σ_j p[j]·rows[j·stride + d] for d < dim, j < n (attention values); stride >= dim. */
-int edgemoe_kernel_weighted_sum(const char *kernels, float *out, const float *p,
+/* out[i·dim + d] = Σ_j p[i·n + j]·rows[j·stride + d] for i < nq, d < dim, j < n (attention
+ * values of nq query heads sharing a value head); stride >= dim, nq >= 1. */
+int edgemoe_kernel_weighted_sum(const char *kernels, float *out, const float *p, int32_t nq,
                                 const float *rows, int64_t stride, int64_t n, int64_t dim);
 
 /* out[i] = w[i]·x[i] / sqrt(mean(x²) + eps) for i < n (n >= 1; out may alias x). */

@@ -172,44 +172,48 @@ typedef struct attention_job {
 } attention_job;
 
 /*
- * Query head h of token t (at position pos) attends over cached positions first..pos plus its
- * sink: out[hd] = Σ_j softmax([q·k_j / sqrt(hd) ..., sink])_j · v_j (the sink column dropped).
- * scores: [n_ctx + 1], acc: [hd] of the calling thread.
+ * The G query heads h of key head g (h = g·G .. g·G + G−1) of token t (at position pos) attend
+ * over cached positions first..pos plus their sinks: out_h[hd] = Σ_j softmax([q_h·k_j / sqrt(hd)
+ * ..., sink_h])_j · v_j (the sink column dropped); the G heads read each key and value once.
+ * scores: [G, n_ctx + 1], acc: [hd] of the calling thread.
  */
-static void attention_head(edgemoe_context *ctx, int32_t layer, int32_t t, int h, int32_t pos,
-                           const float *sinks, float *scores, double *acc) {
+static void attention_group(edgemoe_context *ctx, int32_t layer, int32_t t, int g, int32_t pos,
+                            const float *sinks, float *scores, double *acc) {
     const hparams *hp = &ctx->model->hp;
     const layer_weights *L = &ctx->model->layers[layer];
-    const int hd = hp->head_dim;
+    const int hd = hp->head_dim, G = hp->n_head / hp->n_head_kv, h0 = g * G;
     const size_t Q = (size_t)hp->n_head * (size_t)hd;
-    const int kv_head = h / (hp->n_head / hp->n_head_kv);
-    const float *q = ctx->q + (size_t)t * Q + (size_t)h * (size_t)hd;
+    const float *q = ctx->q + (size_t)t * Q + (size_t)h0 * (size_t)hd;
     const double scale = 1.0 / sqrt((double)hd);
     /* a sliding layer sees the W keys ending at pos (itself included) */
     int32_t first = 0;
     if (L->sliding && pos >= hp->sliding_window) first = pos - hp->sliding_window + 1;
     const int32_t n = pos - first + 1;
     const size_t kv_dim = (size_t)hp->n_head_kv * (size_t)hd;   /* keys of positions first..pos */
-    const float *k = kv_row(ctx, ctx->k_cache, layer, first) + (size_t)kv_head * (size_t)hd;
-    ctx->kernels->scores(scores, q, k, kv_dim, n, hd, scale);
-    scores[n] = sinks[h];
-    softmax(scores, n + 1);
+    const float *k = kv_row(ctx, ctx->k_cache, layer, first) + (size_t)g * (size_t)hd;
+    ctx->kernels->scores(scores, (size_t)n + 1, q, G, k, kv_dim, n, hd, scale);
+    for (int i = 0; i < G; i++) {
+        float *s = scores + (size_t)i * ((size_t)n + 1);
+        s[n] = sinks[h0 + i];
+        softmax(s, n + 1);
+    }
     /* the value rows of positions first..pos are kv_dim floats apart in the cache */
-    const float *v = kv_row(ctx, ctx->v_cache, layer, first) + (size_t)kv_head * (size_t)hd;
-    float *out = ctx->att + (size_t)t * Q + (size_t)h * (size_t)hd;
-    ctx->kernels->weighted_sum(out, scores, v, kv_dim, n, hd, acc);
+    const float *v = kv_row(ctx, ctx->v_cache, layer, first) + (size_t)g * (size_t)hd;
+    float *out = ctx->att + (size_t)t * Q + (size_t)h0 * (size_t)hd;
+    ctx->kernels->weighted_sum(out, scores, (size_t)n + 1, G, v, kv_dim, n, hd, acc);
 }
 
 static void attention_share(void *arg, int i, int n_shares) {
     const attention_job *job = arg;
     edgemoe_context *ctx = job->ctx;
-    const int nh = ctx->model->hp.n_head;
-    const int64_t items = (int64_t)job->n * nh;
-    float *scores = ctx->scores + (size_t)i * ((size_t)ctx->n_ctx + 1);
-    double *acc = ctx->att_acc + (size_t)i * (size_t)ctx->model->hp.head_dim;
+    const hparams *hp = &ctx->model->hp;
+    const int n_kv = hp->n_head_kv, G = hp->n_head / hp->n_head_kv;
+    const int64_t items = (int64_t)job->n * n_kv;
+    float *scores = ctx->scores + (size_t)i * (size_t)G * ((size_t)ctx->n_ctx + 1);
+    double *acc = ctx->att_acc + (size_t)i * (size_t)hp->head_dim;
     for (int64_t it = items * i / n_shares; it < items * (i + 1) / n_shares; it++) {
-        const int32_t t = (int32_t)(it / nh);
-        attention_head(ctx, job->layer, t, (int)(it % nh), job->pos + t, job->sinks, scores, acc);
+        const int32_t t = (int32_t)(it / n_kv);
+        attention_group(ctx, job->layer, t, (int)(it % n_kv), job->pos + t, job->sinks, scores, acc);
     }
 }
 

@@ -267,26 +267,26 @@ int edgemoe_kernel_dot(const char *kernels, const float *a, const float *b, int6
     return EDGEMOE_OK;
 }
 
-int edgemoe_kernel_scores(const char *kernels, float *out, const float *q, const float *keys,
-                          int64_t stride, int64_t n, int64_t dim, double scale) {
+int edgemoe_kernel_scores(const char *kernels, float *out, const float *q, int32_t nq,
+                          const float *keys, int64_t stride, int64_t n, int64_t dim, double scale) {
     const kernel_table *t;
     int rc = table_for_call(kernels, &t);
     if (rc) return rc;
-    if (!out || !q || !keys || n < 0 || dim < 0 || stride < dim) return EDGEMOE_ERR_ARG;
-    t->scores(out, q, keys, (size_t)stride, n, dim, scale);
+    if (!out || !q || !keys || nq < 1 || n < 0 || dim < 0 || stride < dim) return EDGEMOE_ERR_ARG;
+    t->scores(out, (size_t)n, q, nq, keys, (size_t)stride, n, dim, scale);
     return EDGEMOE_OK;
 }
 
-int edgemoe_kernel_weighted_sum(const char *kernels, float *out, const float *p,
+int edgemoe_kernel_weighted_sum(const char *kernels, float *out, const float *p, int32_t nq,
                                 const float *rows, int64_t stride, int64_t n, int64_t dim) {
     const kernel_table *t;
     int rc = table_for_call(kernels, &t);
     if (rc) return rc;
-    if (!out || !p || !rows || n < 0 || dim < 0 || stride < dim) return EDGEMOE_ERR_ARG;
+    if (!out || !p || !rows || nq < 1 || n < 0 || dim < 0 || stride < dim) return EDGEMOE_ERR_ARG;
     if ((uint64_t)dim > SIZE_MAX / sizeof(double)) return EDGEMOE_ERR_ARG;
     double *acc = malloc(dim ? (size_t)dim * sizeof(double) : 1);
     if (!acc) return EDGEMOE_ERR_NOMEM;
-    t->weighted_sum(out, p, rows, (size_t)stride, n, dim, acc);
+    t->weighted_sum(out, p, (size_t)n, nq, rows, (size_t)stride, n, dim, acc);
     free(acc);
     return EDGEMOE_OK;
 }

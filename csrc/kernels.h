@@ -124,18 +124,21 @@ typedef void (*matmul_fn)(const tensor *w, int64_t r0, int64_t r1, const qact *x
 typedef double (*dot_fn)(const float *a, const float *b, int64_t n);
 
 /*
- * out[j] = (float)(dot(q, keys + j·stride, dim) · scale) for j < n: one head's attention scores
- * over n cached keys in one call (the set's dot, inlined; the same numbers as calling it).
+ * out[i·out_stride + j] = (float)(dot(q + i·dim, keys + j·stride, dim) · scale) for i < nq,
+ * j < n: the attention scores of nq query heads that share one key head, over n cached keys,
+ * in one call (the set's dot; the same numbers as calling it per query and key).
  */
-typedef void (*scores_fn)(float *out, const float *q, const float *keys, size_t stride,
-                          int64_t n, int64_t dim, double scale);
+typedef void (*scores_fn)(float *out, size_t out_stride, const float *q, int nq, const float *keys,
+                          size_t stride, int64_t n, int64_t dim, double scale);
 
 /*
- * out[d] = Σ_j p[j] · rows[j·stride + d] for d < dim, j < n (attention: the softmax-weighted
- * sum of the value rows). acc: scratch of dim doubles (the reference accumulates in it).
+ * out[i·dim + d] = Σ_j p[i·p_stride + j] · rows[j·stride + d] for i < nq, d < dim, j < n
+ * (attention: the softmax-weighted sums of the value rows nq query heads share; each head's
+ * numbers do not depend on nq). acc: scratch of dim doubles (the reference accumulates in it).
  */
-typedef void (*weighted_sum_fn)(float *out, const float *p, const float *rows, size_t stride,
-                                int64_t n, int64_t dim, double *acc);
+typedef void (*weighted_sum_fn)(float *out, const float *p, size_t p_stride, int nq,
+                                const float *rows, size_t stride, int64_t n, int64_t dim,
+                                double *acc);
 
 /* qact_quantize's numbers (the same q, d and exact bit for bit), faster where the set can. */
 typedef void (*quantize_fn)(qact *a, int order);

@@ -1426,7 +1426,7 @@ static void matmul_int_avx2(const tensor *w, int64_t r0, int64_t r1, const qact 
  */
 
 /* Σ a·b in f32, four sums of 8. */
-double dot_f32_avx2(const float *a, const float *b, int64_t n) {
+static double dot_f32_avx2(const float *a, const float *b, int64_t n) {
     __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
                      _mm256_setzero_ps()};
     int64_t i = 0;
@@ -1444,9 +1444,8 @@ double dot_f32_avx2(const float *a, const float *b, int64_t n) {
 
 /* out[d] = Σ_j p[j]·rows[j·stride + d], f32 sums kept in registers, 32 (then 8) columns at
  * a time. */
-void weighted_sum_avx2(float *out, const float *p, const float *rows, size_t stride,
-                       int64_t n, int64_t dim, double *acc_unused) {
-    (void)acc_unused;
+static void weighted_sum_one_avx2(float *out, const float *p, const float *rows, size_t stride,
+                                  int64_t n, int64_t dim) {
     int64_t d = 0;
     for (; d + 32 <= dim; d += 32) {
         __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
@@ -1576,11 +1575,20 @@ void rmsnorm_avx2(float *out, const float *x, const float *w, int64_t n, float e
     for (; i < n; i++) out[i] = w[i] * (x[i] * scale);
 }
 
-/* One head's scores over n keys (scores_fn of kernels.h): dot_f32_avx2 per key, inlined. */
-void scores_f32_avx2(float *out, const float *q, const float *keys, size_t stride, int64_t n,
-                     int64_t dim, double scale) {
-    for (int64_t j = 0; j < n; j++)
-        out[j] = (float)(dot_f32_avx2(q, keys + (size_t)j * stride, dim) * scale);
+/* weighted_sum_fn of kernels.h: weighted_sum_one_avx2 per head. */
+static void weighted_sum_avx2(float *out, const float *p, size_t p_stride, int nq, const float *rows,
+                              size_t stride, int64_t n, int64_t dim, double *acc_unused) {
+    (void)acc_unused;
+    for (int i = 0; i < nq; i++) weighted_sum_one_avx2(out + (size_t)i * (size_t)dim, p + (size_t)i * p_stride, rows, stride, n, dim);
+}
+
+/* scores_fn of kernels.h: dot_f32_avx2 per query and key, inlined. */
+static void scores_f32_avx2(float *out, size_t out_stride, const float *q, int nq, const float *keys,
+                            size_t stride, int64_t n, int64_t dim, double scale) {
+    for (int i = 0; i < nq; i++)
+        for (int64_t j = 0; j < n; j++)
+            out[(size_t)i * out_stride + (size_t)j] =
+                (float)(dot_f32_avx2(q + (size_t)i * (size_t)dim, keys + (size_t)j * stride, dim) * scale);
 }
 
 const kernel_table KERNELS_AVX2 = {

@@ -107,6 +107,49 @@ INLINE float hsum16(__m512 v) {
     return _mm_cvtss_f32(s);
 }
 
+/*
+ * Lane i: hsum16(v[i]) for i < 16, bit for bit: the same four rounds of additions as hsum16
+ * on each vector (lane l + l+8, then l + l+4, l + l+2, l + l+1), done for 16 vectors together
+ * by pairing their halves. The sums come out in the lane order src below; a permutation
+ * restores 0..15.
+ */
+INLINE __m512 hsum16_x16(const __m512 v[16]) {
+    __m512 u[8], w[4], x[2];
+    for (int j = 0; j < 8; j++)   /* quarters [v_j: l + l+8 (2 quarters), v_j+8: the same] */
+        u[j] = _mm512_add_ps(_mm512_shuffle_f32x4(v[j], v[j + 8], 0x44), _mm512_shuffle_f32x4(v[j], v[j + 8], 0xEE));
+    for (int j = 0; j < 4; j++)   /* quarters: l + l+4 of v_j, v_j+8, v_j+4, v_j+12 */
+        w[j] = _mm512_add_ps(_mm512_shuffle_f32x4(u[j], u[j + 4], 0x88), _mm512_shuffle_f32x4(u[j], u[j + 4], 0xDD));
+    for (int j = 0; j < 2; j++)   /* per quarter: l + l+2 of a w_j vector (2 lanes), then of w_j+2's */
+        x[j] = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(w[j]), _mm512_castps_pd(w[j + 2]))),
+                             _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(w[j]), _mm512_castps_pd(w[j + 2]))));
+    /* l + l+1: lane L holds the sum of v[src[L]] */
+    const __m512 r = _mm512_add_ps(_mm512_shuffle_ps(x[0], x[1], 0x88), _mm512_shuffle_ps(x[0], x[1], 0xDD));
+    const __m512i src = _mm512_setr_epi32(0, 2, 1, 3, 8, 10, 9, 11, 4, 6, 5, 7, 12, 14, 13, 15);
+    return _mm512_permutexvar_ps(src, r);
+}
+
+/* The first n (< 16) floats at p, zeros after them; nothing past p + n is read. */
+INLINE __m512 load_f32_upto(const float *p, int64_t n) {
+#if defined(EDGEMOE_EMULATE_AVX512)   /* SIMDe's masked loads read every lane */
+    float b[NB] = {0};
+    memcpy(b, p, (size_t)n * sizeof *p);
+    return _mm512_loadu_ps(b);
+#else
+    return _mm512_maskz_loadu_ps((__mmask16)((1u << n) - 1), p);
+#endif
+}
+
+/* The first n (≤ 16) lanes of v to p; nothing past p + n is written. */
+INLINE void store_f32_upto(float *p, int64_t n, __m512 v) {
+#if defined(EDGEMOE_EMULATE_AVX512)   /* SIMDe's masked stores write every lane */
+    float b[NB];
+    _mm512_storeu_ps(b, v);
+    memcpy(p, b, (size_t)n * sizeof *p);
+#else
+    _mm512_mask_storeu_ps(p, (__mmask16)((1u << n) - 1), v);
+#endif
+}
+
 /* acc += (f32(S) · xd) · ws for the 16 blocks of a chunk, given their sums S. */
 INLINE __m512 scale_sums(__m512 acc, __m512i sums, __m512 ws, __m512 xd) {
     return _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(sums), xd), ws, acc);
@@ -728,34 +771,12 @@ static void chunk(const blocked *s, int64_t k, int64_t tg, int64_t nr, int64_t n
     }
 }
 
-/*
- * out[i] = hsum16(acc + i·TOKEN_GROUP·16) for i < nr (≤ 16 rows of one token): the same four
- * rounds of additions as hsum16 on each vector (lane l + l+8, then l + l+4, l + l+2, l + l+1),
- * done for 16 vectors together by pairing their halves, so the same sums bit for bit. The
- * sums come out in the lane order src below; a permutation restores 0..15.
- */
+/* out[i] = hsum16(acc + i·TOKEN_GROUP·16) for i < nr (≤ 16 rows of one token). */
 static void hsum16_rows(const float *acc, int64_t nr, float *out) {
-    __m512 v[16], u[8], w[4], x[2];
+    __m512 v[16];
     for (int i = 0; i < 16; i++)
         v[i] = i < nr ? _mm512_load_ps(acc + i * TOKEN_GROUP * NB) : _mm512_setzero_ps();
-    for (int j = 0; j < 8; j++)   /* quarters [v_j: l + l+8 (2 quarters), v_j+8: the same] */
-        u[j] = _mm512_add_ps(_mm512_shuffle_f32x4(v[j], v[j + 8], 0x44), _mm512_shuffle_f32x4(v[j], v[j + 8], 0xEE));
-    for (int j = 0; j < 4; j++)   /* quarters: l + l+4 of v_j, v_j+8, v_j+4, v_j+12 */
-        w[j] = _mm512_add_ps(_mm512_shuffle_f32x4(u[j], u[j + 4], 0x88), _mm512_shuffle_f32x4(u[j], u[j + 4], 0xDD));
-    for (int j = 0; j < 2; j++)   /* per quarter: l + l+2 of a w_j vector (2 lanes), then of w_j+2's */
-        x[j] = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(w[j]), _mm512_castps_pd(w[j + 2]))),
-                             _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(w[j]), _mm512_castps_pd(w[j + 2]))));
-    /* l + l+1: lane L holds the sum of v[src[L]] */
-    const __m512 r = _mm512_add_ps(_mm512_shuffle_ps(x[0], x[1], 0x88), _mm512_shuffle_ps(x[0], x[1], 0xDD));
-    const __m512i src = _mm512_setr_epi32(0, 2, 1, 3, 8, 10, 9, 11, 4, 6, 5, 7, 12, 14, 13, 15);
-    const __m512 sums = _mm512_permutexvar_ps(src, r);
-#if defined(EDGEMOE_EMULATE_AVX512)   /* SIMDe's masked store writes every lane */
-    float b[NB];
-    _mm512_storeu_ps(b, sums);
-    memcpy(out, b, (size_t)nr * sizeof *out);
-#else
-    _mm512_mask_storeu_ps(out, (__mmask16)((1u << nr) - 1), sums);
-#endif
+    store_f32_upto(out, nr, hsum16_x16(v));
 }
 
 /* Y for rows [r0, r1) and every token: a row block at a time, TOKEN_GROUP tokens at a time. */
@@ -791,6 +812,99 @@ static void matmul_int_avx512(const tensor *w, int64_t r0, int64_t r1, const qac
     matmul_tokens(w, r0, r1, x, y, ldy);
 }
 
+/* ---------------------------------------------------------------------------------------
+ * Attention. A dot product is 16 lanes of FMAs over the dimensions in order (zeros past the
+ * end), then hsum16; scores take 16 keys at a time, their sums by hsum16_x16 (the same numbers),
+ * each block of keys read from memory once for all the query heads that share it. The value
+ * sums are FMAs in key order per output lane, 4 heads at a time.
+ */
+
+/* 16 floats at p, of which the first n (< 16: masked) are in bounds. */
+INLINE __m512 load_f32_part(const float *p, int64_t n) {
+    return n >= 16 ? _mm512_loadu_ps(p) : load_f32_upto(p, n);
+}
+
+static double dot_f32_avx512(const float *a, const float *b, int64_t n) {
+    __m512 acc = _mm512_setzero_ps();
+    for (int64_t i = 0; i < n; i += 16) acc = _mm512_fmadd_ps(load_f32_part(a + i, n - i), load_f32_part(b + i, n - i), acc);
+    return hsum16(acc);
+}
+
+/* (float)((double)s · scale) for 4 floats. */
+INLINE __m128 scale4(__m128 s, __m256d scale) {
+    return _mm256_cvtpd_ps(_mm256_mul_pd(_mm256_cvtps_pd(s), scale));
+}
+
+/* scores_fn (kernels.h) for dim D (a constant where inlined for the common 64). */
+INLINE void scores_heads(float *out, size_t out_stride, const float *q, int nq, const float *keys,
+                         size_t stride, int64_t n, const int64_t D, double scale) {
+    const __m256d sc = _mm256_set1_pd(scale);
+    for (int64_t j0 = 0; j0 < n; j0 += 16) {
+        const int64_t nk = n - j0 < 16 ? n - j0 : 16;
+        const float *k = keys + (size_t)j0 * stride;
+        for (int i = 0; i < nq; i++) {
+            const float *qi = q + (size_t)i * (size_t)D;
+            __m512 acc[16];
+            for (int j = 0; j < 16; j++) acc[j] = _mm512_setzero_ps();
+            for (int64_t c = 0; c < D; c += 16) {
+                const __m512 qc = load_f32_part(qi + c, D - c);
+                for (int j = 0; j < 16; j++)
+                    if (j < nk) acc[j] = _mm512_fmadd_ps(qc, load_f32_part(k + (size_t)j * stride + c, D - c), acc[j]);
+            }
+            /* (float)((double)sum · scale), as the dot's caller computes it, 4 at a time (SIMDe has
+             * no 512-bit conversions between float and double) */
+            const __m512 s = hsum16_x16(acc);
+            __m512 scaled = _mm512_castps128_ps512(scale4(_mm512_extractf32x4_ps(s, 0), sc));
+            scaled = _mm512_insertf32x4(scaled, scale4(_mm512_extractf32x4_ps(s, 1), sc), 1);
+            scaled = _mm512_insertf32x4(scaled, scale4(_mm512_extractf32x4_ps(s, 2), sc), 2);
+            scaled = _mm512_insertf32x4(scaled, scale4(_mm512_extractf32x4_ps(s, 3), sc), 3);
+            store_f32_upto(out + (size_t)i * out_stride + (size_t)j0, nk, scaled);
+        }
+    }
+}
+
+static void scores_avx512(float *out, size_t out_stride, const float *q, int nq, const float *keys,
+                          size_t stride, int64_t n, int64_t dim, double scale) {
+    if (dim == 64) scores_heads(out, out_stride, q, nq, keys, stride, n, 64, scale);
+    else scores_heads(out, out_stride, q, nq, keys, stride, n, dim, scale);
+}
+
+/* weighted_sum_fn (kernels.h) for columns [d, d + nd) (nd ≤ 64) of up to 4 heads. */
+INLINE void weighted_sum_heads(float *out, size_t out_stride, const float *p, size_t p_stride, int nh,
+                               const float *rows, size_t stride, int64_t n, const int64_t nd) {
+    __m512 acc[4][4];
+    for (int h = 0; h < 4; h++)
+        for (int c = 0; c < 4; c++) acc[h][c] = _mm512_setzero_ps();
+    for (int64_t j = 0; j < n; j++) {
+        const float *v = rows + (size_t)j * stride;
+        __m512 vc[4];
+        for (int c = 0; c < 4; c++) vc[c] = 16 * c < nd ? load_f32_part(v + 16 * c, nd - 16 * c) : _mm512_setzero_ps();
+        for (int h = 0; h < 4; h++)
+            if (h < nh) {
+                const __m512 pj = _mm512_set1_ps(p[(size_t)h * p_stride + (size_t)j]);
+                for (int c = 0; c < 4; c++)
+                    if (16 * c < nd) acc[h][c] = _mm512_fmadd_ps(pj, vc[c], acc[h][c]);
+            }
+    }
+    for (int h = 0; h < nh; h++)
+        for (int c = 0; c < 4; c++)
+            if (16 * c < nd) store_f32_upto(out + (size_t)h * out_stride + 16 * c, nd - 16 * c < 16 ? nd - 16 * c : 16, acc[h][c]);
+}
+
+static void weighted_sum_avx512(float *out, const float *p, size_t p_stride, int nq, const float *rows,
+                                size_t stride, int64_t n, int64_t dim, double *acc_unused) {
+    (void)acc_unused;
+    for (int i = 0; i < nq; i += 4) {
+        const int nh = nq - i < 4 ? nq - i : 4;
+        for (int64_t d = 0; d < dim; d += 64) {
+            float *o = out + (size_t)i * (size_t)dim + (size_t)d;
+            const float *pi = p + (size_t)i * p_stride;
+            if (dim - d >= 64) weighted_sum_heads(o, (size_t)dim, pi, p_stride, nh, rows + d, stride, n, 64);
+            else weighted_sum_heads(o, (size_t)dim, pi, p_stride, nh, rows + d, stride, n, dim - d);
+        }
+    }
+}
+
 const kernel_table KERNELS_AVX512 = {
     .name = "avx512",
     .matvec = {
@@ -810,9 +924,9 @@ const kernel_table KERNELS_AVX512 = {
         [EDGEMOE_TYPE_MXFP4] = QACT_ORDER_NATURAL,
     },
     .quantize = qact_quantize_avx2,
-    .dot = dot_f32_avx2,
-    .scores = scores_f32_avx2,
-    .weighted_sum = weighted_sum_avx2,
+    .dot = dot_f32_avx512,
+    .scores = scores_avx512,
+    .weighted_sum = weighted_sum_avx512,
     .rmsnorm = rmsnorm_avx2,
 };
 

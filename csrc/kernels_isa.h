@@ -30,11 +30,6 @@ void matvec_f32_q8_0_avx2(const tensor *w, int64_t r0, int64_t r1, const float *
                           float *work);
 void matvec_f32_mxfp4_avx2(const tensor *w, int64_t r0, int64_t r1, const float *x, float *y,
                            float *work);
-double dot_f32_avx2(const float *a, const float *b, int64_t n);
-void scores_f32_avx2(float *out, const float *q, const float *keys, size_t stride, int64_t n,
-                     int64_t dim, double scale);
-void weighted_sum_avx2(float *out, const float *p, const float *rows, size_t stride, int64_t n,
-                       int64_t dim, double *acc_unused);
 /* qact_quantize with 8 lanes at a time: the same q, d and exact bit for bit. */
 void qact_quantize_avx2(qact *a, int order);
 void rmsnorm_avx2(float *out, const float *x, const float *w, int64_t n, float eps);

@@ -775,9 +775,8 @@ static double dot_f32_neon(const float *a, const float *b, int64_t n) {
     return sum;
 }
 
-static void weighted_sum_neon(float *out, const float *p, const float *rows, size_t stride,
-                              int64_t n, int64_t dim, double *acc_unused) {
-    (void)acc_unused;
+static void weighted_sum_one_neon(float *out, const float *p, const float *rows, size_t stride,
+                                  int64_t n, int64_t dim) {
     int64_t d = 0;
     for (; d + 16 <= dim; d += 16) {
         float32x4_t acc[4] = {vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0)};
@@ -816,11 +815,20 @@ static void rmsnorm_neon(float *out, const float *x, const float *w, int64_t n, 
     for (; i < n; i++) out[i] = w[i] * (x[i] * scale);
 }
 
-/* One head's scores over n keys (scores_fn of kernels.h): dot_f32_neon per key, inlined. */
-static void scores_f32_neon(float *out, const float *q, const float *keys, size_t stride, int64_t n,
-                            int64_t dim, double scale) {
-    for (int64_t j = 0; j < n; j++)
-        out[j] = (float)(dot_f32_neon(q, keys + (size_t)j * stride, dim) * scale);
+/* weighted_sum_fn of kernels.h: weighted_sum_one_neon per head. */
+static void weighted_sum_neon(float *out, const float *p, size_t p_stride, int nq, const float *rows,
+                              size_t stride, int64_t n, int64_t dim, double *acc_unused) {
+    (void)acc_unused;
+    for (int i = 0; i < nq; i++) weighted_sum_one_neon(out + (size_t)i * (size_t)dim, p + (size_t)i * p_stride, rows, stride, n, dim);
+}
+
+/* scores_fn of kernels.h: dot_f32_neon per query and key, inlined. */
+static void scores_f32_neon(float *out, size_t out_stride, const float *q, int nq, const float *keys,
+                            size_t stride, int64_t n, int64_t dim, double scale) {
+    for (int i = 0; i < nq; i++)
+        for (int64_t j = 0; j < n; j++)
+            out[(size_t)i * out_stride + (size_t)j] =
+                (float)(dot_f32_neon(q + (size_t)i * (size_t)dim, keys + (size_t)j * stride, dim) * scale);
 }
 
 const kernel_table KERNELS_NEON = {

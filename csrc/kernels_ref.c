@@ -143,10 +143,12 @@ void matvec_f32_mxfp4(const tensor *w, int64_t r0, int64_t r1, const float *x, f
 }
 
 /* One head's scores over n keys (scores_fn of kernels.h): dot_f32 per key, inlined. */
-static void scores_f32(float *out, const float *q, const float *keys, size_t stride, int64_t n,
-                       int64_t dim, double scale) {
-    for (int64_t j = 0; j < n; j++)
-        out[j] = (float)(dot_f32(q, keys + (size_t)j * stride, dim) * scale);
+static void scores_f32(float *out, size_t out_stride, const float *q, int nq, const float *keys,
+                       size_t stride, int64_t n, int64_t dim, double scale) {
+    for (int i = 0; i < nq; i++)
+        for (int64_t j = 0; j < n; j++)
+            out[(size_t)i * out_stride + (size_t)j] =
+                (float)(dot_f32(q + (size_t)i * (size_t)dim, keys + (size_t)j * stride, dim) * scale);
 }
 
 const kernel_table KERNELS_REFERENCE = {
@@ -184,14 +186,16 @@ void vec_axpy(float *y, float a, const float *x, int64_t n) {
     for (int64_t i = 0; i < n; i++) y[i] += a * x[i];
 }
 
-void weighted_sum(float *out, const float *p, const float *rows, size_t stride, int64_t n,
-                  int64_t dim, double *acc) {
-    for (int64_t d = 0; d < dim; d++) acc[d] = 0.0;
-    for (int64_t j = 0; j < n; j++) {
-        const float *v = rows + (size_t)j * stride;
-        for (int64_t d = 0; d < dim; d++) acc[d] += (double)p[j] * (double)v[d];
+void weighted_sum(float *out, const float *p, size_t p_stride, int nq, const float *rows,
+                  size_t stride, int64_t n, int64_t dim, double *acc) {
+    for (int i = 0; i < nq; i++, p += p_stride, out += dim) {
+        for (int64_t d = 0; d < dim; d++) acc[d] = 0.0;
+        for (int64_t j = 0; j < n; j++) {
+            const float *v = rows + (size_t)j * stride;
+            for (int64_t d = 0; d < dim; d++) acc[d] += (double)p[j] * (double)v[d];
+        }
+        for (int64_t d = 0; d < dim; d++) out[d] = (float)acc[d];
     }
-    for (int64_t d = 0; d < dim; d++) out[d] = (float)acc[d];
 }
 
 void rmsnorm(float *out, const float *x, const float *w, int64_t n, float eps) {

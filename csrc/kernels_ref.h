@@ -60,9 +60,9 @@ void vec_add(float *y, const float *x, int64_t n);
 /* y[i] += a·x[i] for i < n. */
 void vec_axpy(float *y, float a, const float *x, int64_t n);
 
-/* out[d] = Σ_j p[j] · rows[j·stride + d] (weighted_sum_fn of kernels.h), accumulated in acc (double). */
-void weighted_sum(float *out, const float *p, const float *rows, size_t stride, int64_t n,
-                  int64_t dim, double *acc);
+/* weighted_sum_fn of kernels.h: each head's sums accumulated in acc (double). */
+void weighted_sum(float *out, const float *p, size_t p_stride, int nq, const float *rows,
+                  size_t stride, int64_t n, int64_t dim, double *acc);
 
 /* out[i] = w[i] · x[i] / sqrt(mean(x²) + eps) for i < n (out may alias x). */
 void rmsnorm(float *out, const float *x, const float *w, int64_t n, float eps);

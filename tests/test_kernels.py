@@ -505,7 +505,7 @@ def test_vector_kernels(kernels: str, n: int) -> None:
     # one head's scores over 5 keys of a strided cache: the set's dot per key, in one call
     keys = g.standard_normal(5 * (n + 3)).astype(np.float32)
     scores = np.zeros(5, dtype=np.float32)
-    call(lib.edgemoe_kernel_scores, k, fptr(scores), fptr(a), fptr(keys), n + 3, 5, n, 0.125)
+    call(lib.edgemoe_kernel_scores, k, fptr(scores), fptr(a), 1, fptr(keys), n + 3, 5, n, 0.125)
     for j in range(5):
         call(lib.edgemoe_kernel_dot, k, fptr(a), fptr(keys[j * (n + 3):]), n, out)
         assert scores[j] == np.float32(out[0] * 0.125)
@@ -528,7 +528,7 @@ def test_vector_kernels(kernels: str, n: int) -> None:
         rows = g.standard_normal(n * stride).astype(np.float32)
         p = np.abs(a)
         got = np.zeros(dim, dtype=np.float32)
-        call(lib.edgemoe_kernel_weighted_sum, k, fptr(got), fptr(p), fptr(rows), stride, n, dim)
+        call(lib.edgemoe_kernel_weighted_sum, k, fptr(got), fptr(p), 1, fptr(rows), stride, n, dim)
         v = rows.reshape(n, stride)[:, :dim].astype(np.float64)
         exact_ws = p.astype(np.float64) @ v
         assert np.all(np.abs(got - exact_ws) <= VECTOR_TOL * (p @ np.abs(v)) + 1e-30)
@@ -602,6 +602,43 @@ def test_quantize_matches_the_rule_bit_for_bit(kernels: str, bits: int) -> None:
         np.testing.assert_array_equal(natural[ok], want_q[ok])
     assert lib.edgemoe_kernel_quantize(kernels.encode(), fptr(x), 1, 31, bits, 0, ffi.NULL,
                                        ffi.NULL, ffi.NULL) == lib.EDGEMOE_ERR_ARG
+
+
+@pytest.mark.parametrize("kernels", ALL_SETS)
+@pytest.mark.parametrize(("nq", "n", "dim"), [(8, 100, 64), (8, 17, 64), (3, 16, 64), (5, 15, 70),
+                                               (4, 1, 5), (1, 33, 33), (9, 40, 130)])
+def test_attention_heads_sharing_keys(kernels: str, nq: int, n: int, dim: int) -> None:
+    """nq query heads over one key/value head in one call give each head's numbers of a call
+    for that head alone (bit for bit), within VECTOR_TOL of float64."""
+    need_set(kernels)
+    g = np.random.default_rng(nq * 1000 + n * 10 + dim)
+    k = kernels.encode()
+    stride = dim + 3
+    q = g.standard_normal((nq, dim)).astype(np.float32)
+    keys = g.standard_normal(n * stride).astype(np.float32)
+    values = g.standard_normal(n * stride).astype(np.float32)
+    scores = np.zeros((nq, n), dtype=np.float32)
+    call(lib.edgemoe_kernel_scores, k, fptr(scores), fptr(q), nq, fptr(keys), stride, n, dim, 0.125)
+    p = np.abs(scores) / np.abs(scores).sum(axis=1, keepdims=True)
+    p = p.astype(np.float32)
+    out = np.zeros((nq, dim), dtype=np.float32)
+    call(lib.edgemoe_kernel_weighted_sum, k, fptr(out), fptr(p), nq, fptr(values), stride, n, dim)
+    kk = keys.reshape(n, stride)[:, :dim].astype(np.float64)
+    vv = values.reshape(n, stride)[:, :dim].astype(np.float64)
+    for i in range(nq):
+        one = np.zeros(n, dtype=np.float32)
+        call(lib.edgemoe_kernel_scores, k, fptr(one), fptr(q[i].copy()), 1, fptr(keys), stride, n,
+             dim, 0.125)
+        np.testing.assert_array_equal(scores[i], one)
+        exact = 0.125 * (kk @ q[i].astype(np.float64))
+        assert np.all(np.abs(scores[i] - exact)
+                      <= VECTOR_TOL * 0.125 * (np.abs(kk) @ np.abs(q[i])) + 1e-30)
+        row = np.zeros(dim, dtype=np.float32)
+        call(lib.edgemoe_kernel_weighted_sum, k, fptr(row), fptr(p[i].copy()), 1, fptr(values),
+             stride, n, dim)
+        np.testing.assert_array_equal(out[i], row)
+        assert np.all(np.abs(out[i] - p[i].astype(np.float64) @ vv)
+                      <= VECTOR_TOL * (p[i] @ np.abs(vv)) + 1e-30)
 
 
 # ------------------------------------------------------------------------------ API and selection

@@ -353,8 +353,8 @@ static void check_vector_ops(const char *set) {
             keys[n + i] = a[i];
             keys[2 * n + i] = b[i];
         }
-        rc = edgemoe_kernel_scores("reference", s_ref, a, keys, n, 3, n, 0.125)
-             | edgemoe_kernel_scores(set, s_got, a, keys, n, 3, n, 0.125);
+        rc = edgemoe_kernel_scores("reference", s_ref, a, 1, keys, n, 3, n, 0.125)
+             | edgemoe_kernel_scores(set, s_got, a, 1, keys, n, 3, n, 0.125);
         if (rc) failures++;
         for (int j = 0; j < 3 && !rc; j++) {
             double sc = 0;
@@ -377,8 +377,8 @@ static void check_vector_ops(const char *set) {
             float *r1 = malloc((size_t)dim * sizeof *r1), *r2 = malloc((size_t)dim * sizeof *r2);
             for (int64_t i = 0; i < n * stride; i++) rows[i] = rng_unit();
             for (int64_t i = 0; i < n; i++) a[i] = fabsf(a[i]);
-            rc = edgemoe_kernel_weighted_sum("reference", r1, a, rows, stride, n, dim)
-                 | edgemoe_kernel_weighted_sum(set, r2, a, rows, stride, n, dim);
+            rc = edgemoe_kernel_weighted_sum("reference", r1, a, 1, rows, stride, n, dim)
+                 | edgemoe_kernel_weighted_sum(set, r2, a, 1, rows, stride, n, dim);
             if (rc) failures++;
             for (int64_t d = 0; d < dim && !rc; d++) {
                 double s = 0;
