@@ -583,41 +583,58 @@ static void interleave(const uint8_t *src, int64_t n_pad, int i8, uint8_t *dst, 
     }
 }
 
-/* An mxfp4 row's codes in order into out (n_pad groups; past the end: zero codes, or the
- * offset 12 for int8), and its scales 2^(e−128) into ws (0.5 past the end; chunk k's 16 at
- * ws + k·ws_stride). */
-static void decode_mxfp4(const uint8_t *groups, const uint8_t *scales, int64_t n_groups, int64_t n_pad,
-                         int i8, uint8_t *out, float *ws, int64_t ws_stride) {
-    for (int64_t g = 0; g < n_pad; g += 4) {
-        const __m512i packed = load_bytes_upto(groups + g * GROUP_BYTES, (n_groups - g) * GROUP_BYTES);
-        if (i8) {   /* offset codes; unpacking even with odd restores the order */
-            __m512i lo, hi;
-            quad_nibbles(packed, &lo, &hi);
-            const __m512i even = _mm512_shuffle_epi8(fp4_offset_lut(), lo);
-            const __m512i odd = _mm512_shuffle_epi8(fp4_offset_lut(), hi);
-            const __m512i n0 = _mm512_unpacklo_epi8(even, odd), n1 = _mm512_unpackhi_epi8(even, odd);
-            /* group g's 32 bytes: [n0.Lg, n1.Lg] */
-            const __m512i a = _mm512_shuffle_i32x4(n0, n1, 0x44), b = _mm512_shuffle_i32x4(n0, n1, 0xEE);
-            _mm512_storeu_si512((void *)(out + g * QK), _mm512_shuffle_i32x4(a, a, 0xD8));
-            _mm512_storeu_si512((void *)(out + (g + 2) * QK), _mm512_shuffle_i32x4(b, b, 0xD8));
+/*
+ * 16 mxfp4 groups (256 packed bytes at g, of which the first n_bytes are in bounds; zero
+ * codes, or the offset 12 for int8, past them) straight into the interleaved layout at out:
+ * vector k, lane j = piece k of group j. Lane L of every vector draws on groups 4L .. 4L+3 only,
+ * which one 64-byte load holds: per round c, two two-source dword permutes and a blend bring
+ * dword c of each of those groups into lane L (bytes 4c .. 4c+3: int8 pieces 2c and 2c+1, int16
+ * pieces 4c .. 4c+3), a byte shuffle in the lane orders them by piece, and unpacking the FP4
+ * codes of low with high nibbles writes the pieces. The codes are decode's: the same bytes.
+ */
+INLINE void decode_chunk_mxfp4(const uint8_t *g, int64_t n_bytes, const int i8, uint8_t *out) {
+    __m512i p[4];
+    for (int m = 0; m < 4; m++) p[m] = load_bytes_upto(g + 64 * m, n_bytes - 64 * m);
+    /* dword (lane L, g) <- dword 4g + c of p[L] (indices 16.. name the second source) */
+    const __m512i base = _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 0, 4, 8, 12, 16, 20, 24, 28);
+    /* int8: out bytes 8m + 2g + b <- 4g + 2m + b (word m of dword g); int16: 4m + g <- 4g + m */
+    const __m512i order = i8 ? _mm512_broadcast_i32x4(_mm_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15))
+                             : _mm512_broadcast_i32x4(_mm_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15));
+    for (int c = 0; c < 4; c++) {
+        const __m512i idx = _mm512_add_epi32(base, _mm512_set1_epi32(c));
+        const __m512i z = _mm512_shuffle_epi8(_mm512_mask_blend_epi32((__mmask16)0xFF00, _mm512_permutex2var_epi32(p[0], idx, p[1]),
+                                                                      _mm512_permutex2var_epi32(p[2], idx, p[3])),
+                                              order);
+        __m512i lo, hi;
+        quad_nibbles(z, &lo, &hi);
+        if (i8) {
+            const __m512i e = _mm512_shuffle_epi8(fp4_offset_lut(), lo), o = _mm512_shuffle_epi8(fp4_offset_lut(), hi);
+            _mm512_store_si512((void *)(out + 64 * (2 * c)), _mm512_unpacklo_epi8(e, o));
+            _mm512_store_si512((void *)(out + 64 * (2 * c + 1)), _mm512_unpackhi_epi8(e, o));
         } else {
-            __m512i v[4];
-            quad_codes_i16(packed, v);
-            const __m512i n0 = _mm512_unpacklo_epi16(v[0], v[2]), n1 = _mm512_unpackhi_epi16(v[0], v[2]);
-            const __m512i n2 = _mm512_unpacklo_epi16(v[1], v[3]), n3 = _mm512_unpackhi_epi16(v[1], v[3]);
-            /* group g's 32 int16: [n0.Lg, n1.Lg, n2.Lg, n3.Lg] */
-            const __m512i a = _mm512_shuffle_i32x4(n0, n1, 0x44), b = _mm512_shuffle_i32x4(n0, n1, 0xEE);
-            const __m512i c = _mm512_shuffle_i32x4(n2, n3, 0x44), d = _mm512_shuffle_i32x4(n2, n3, 0xEE);
-            int16_t *o = (int16_t *)(void *)out + g * QK;
-            _mm512_storeu_si512((void *)o, _mm512_shuffle_i32x4(a, c, 0x88));
-            _mm512_storeu_si512((void *)(o + QK), _mm512_shuffle_i32x4(a, c, 0xDD));
-            _mm512_storeu_si512((void *)(o + 2 * QK), _mm512_shuffle_i32x4(b, d, 0x88));
-            _mm512_storeu_si512((void *)(o + 3 * QK), _mm512_shuffle_i32x4(b, d, 0xDD));
+            const __m512i e = _mm512_shuffle_epi8(fp4_lut(), lo), es = _mm512_shuffle_epi8(fp4_sign_lut(), lo);
+            const __m512i o = _mm512_shuffle_epi8(fp4_lut(), hi), os = _mm512_shuffle_epi8(fp4_sign_lut(), hi);
+            const __m512i e0 = _mm512_unpacklo_epi8(e, es), o0 = _mm512_unpacklo_epi8(o, os);   /* bytes 0..7: pieces 4c, 4c+1 */
+            const __m512i e1 = _mm512_unpackhi_epi8(e, es), o1 = _mm512_unpackhi_epi8(o, os);   /* 8..15: 4c+2, 4c+3 */
+            _mm512_store_si512((void *)(out + 64 * (4 * c)), _mm512_unpacklo_epi16(e0, o0));
+            _mm512_store_si512((void *)(out + 64 * (4 * c + 1)), _mm512_unpackhi_epi16(e0, o0));
+            _mm512_store_si512((void *)(out + 64 * (4 * c + 2)), _mm512_unpacklo_epi16(e1, o1));
+            _mm512_store_si512((void *)(out + 64 * (4 * c + 3)), _mm512_unpackhi_epi16(e1, o1));
         }
     }
-    for (int64_t g = 0; g < n_pad; g += NB)
+}
+
+/* An mxfp4 row (n_groups groups, n_pad padded) interleaved: chunk k at out + k·chunk_stride,
+ * its scales 2^(e−128) at ws + k·ws_stride (0.5 past the end). */
+static void decode_mxfp4(const uint8_t *groups, const uint8_t *scales, int64_t n_groups, int64_t n_pad,
+                         int i8, uint8_t *out, int64_t chunk_stride, float *ws, int64_t ws_stride) {
+    for (int64_t g = 0; g < n_pad; g += NB) {
+        const int64_t n_bytes = (n_groups - g) * (int64_t)GROUP_BYTES;
+        if (i8) decode_chunk_mxfp4(groups + g * GROUP_BYTES, n_bytes, 1, out + g / NB * chunk_stride);
+        else decode_chunk_mxfp4(groups + g * GROUP_BYTES, n_bytes, 0, out + g / NB * chunk_stride);
         _mm512_store_ps(ws + g / NB * ws_stride,
                         e8m0_half_scales16(load_scale_bytes_upto(scales + g, n_groups - g < NB ? n_groups - g : NB)));
+    }
 }
 
 /* A q8_0 row's values in order into out (int16, or + 128 as unsigned bytes for int8; zeros
@@ -687,17 +704,16 @@ static void blocked_rows(blocked *s, const tensor *w, int64_t rb, int64_t nr) {
         if (w->type == EDGEMOE_TYPE_MXFP4) {
             const uint8_t *sc = mxfp4_scales(w, rb + i);
             s->fast[i] = (uint8_t)scales_fast_avx2(sc, (size_t)n_blocks);
-            if (s->fast[i])
+            if (s->fast[i])   /* decoded into place */
                 decode_mxfp4(w->data + (size_t)(rb + i) * (size_t)n_blocks * GROUP_BYTES, sc, n_blocks,
-                             s->n_pad, i8, s->row, ws, ROW_BLOCK * NB);
+                             s->n_pad, i8, wi, ROW_BLOCK * ch, ws, ROW_BLOCK * NB);
         } else {
             s->fast[i] = 1;
             decode_q8_0(w->data + (size_t)(rb + i) * (size_t)n_blocks * Q8_BYTES, n_blocks, s->n_pad, i8,
                         s->row, ws, ROW_BLOCK * NB);
-        }
-        if (s->fast[i]) {
             interleave(s->row, s->n_pad, i8, wi, ROW_BLOCK * ch);
-        } else {
+        }
+        if (!s->fast[i]) {
             for (int64_t k = 0; k < s->n_pad / NB; k++) {
                 memset(wi + k * ROW_BLOCK * ch, 0, (size_t)ch);
                 memset(ws + k * ROW_BLOCK * NB, 0, NB * sizeof *ws);
