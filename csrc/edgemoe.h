@@ -235,6 +235,13 @@ int edgemoe_kernel_scores(const char *kernels, float *out, const float *q, int32
 int edgemoe_kernel_weighted_sum(const char *kernels, float *out, const float *p, int32_t nq,
                                 const float *rows, int64_t stride, int64_t n, int64_t dim);
 
+/* x[n] <- softmax(x) in place (n >= 1): the set's attention softmax. */
+int edgemoe_kernel_softmax(const char *kernels, float *x, int64_t n);
+
+/* out[j] = gpt-oss's clamped SwiGLU of gate h[2j] and up h[2j+1] for j < n: the set's. */
+int edgemoe_kernel_swiglu(const char *kernels, float *out, const float *h, int64_t n, float alpha,
+                          float limit);
+
 /* out[i] = w[i]·x[i] / sqrt(mean(x²) + eps) for i < n (n >= 1; out may alias x). */
 int edgemoe_kernel_rmsnorm(const char *kernels, float *out, const float *x, const float *w,
                            int64_t n, float eps);

@@ -195,7 +195,7 @@ static void attention_group(edgemoe_context *ctx, int32_t layer, int32_t t, int 
     for (int i = 0; i < G; i++) {
         float *s = scores + (size_t)i * ((size_t)n + 1);
         s[n] = sinks[h0 + i];
-        softmax(s, n + 1);
+        ctx->kernels->softmax(s, n + 1);
     }
     /* the value rows of positions first..pos are kv_dim floats apart in the cache */
     const float *v = kv_row(ctx, ctx->v_cache, layer, first) + (size_t)g * (size_t)hd;
@@ -256,8 +256,8 @@ static void swiglu_share(void *arg, int i, int n) {
     const hparams *hp = &ctx->model->hp;
     const size_t I = (size_t)hp->n_ff;
     for (int32_t t = (int32_t)((int64_t)job->m * i / n); t < (int32_t)((int64_t)job->m * (i + 1) / n); t++)
-        swiglu_clamped(ctx->act + t * I, ctx->gate_up + t * 2 * I, hp->n_ff, hp->swiglu_alpha,
-                       hp->swiglu_limit);
+        ctx->kernels->swiglu(ctx->act + t * I, ctx->gate_up + t * 2 * I, hp->n_ff, hp->swiglu_alpha,
+                             hp->swiglu_limit);
 }
 
 /* Apply expert e to the m tokens routed to it (expert_tokens / expert_slots), writing each
@@ -339,7 +339,7 @@ static void experts_share(void *arg, int i, int n) {
         if (!e) continue;
         float *out = ctx->expert_out + (size_t)j * H;
         linear_one(ctx, i, &e->gate_up, &e->gate_up_bias, ctx->xn, gate_up, vec);
-        swiglu_clamped(act, gate_up, hp->n_ff, hp->swiglu_alpha, hp->swiglu_limit);
+        ctx->kernels->swiglu(act, gate_up, hp->n_ff, hp->swiglu_alpha, hp->swiglu_limit);
         linear_one(ctx, i, &e->down, &e->down_bias, act, out, vec);
         expert_put(ctx, job->l, ctx->chosen[j]);
     }

@@ -291,6 +291,25 @@ int edgemoe_kernel_weighted_sum(const char *kernels, float *out, const float *p,
     return EDGEMOE_OK;
 }
 
+int edgemoe_kernel_softmax(const char *kernels, float *x, int64_t n) {
+    const kernel_table *t;
+    int rc = table_for_call(kernels, &t);
+    if (rc) return rc;
+    if (!x || n < 1) return EDGEMOE_ERR_ARG;
+    t->softmax(x, n);
+    return EDGEMOE_OK;
+}
+
+int edgemoe_kernel_swiglu(const char *kernels, float *out, const float *h, int64_t n, float alpha,
+                          float limit) {
+    const kernel_table *t;
+    int rc = table_for_call(kernels, &t);
+    if (rc) return rc;
+    if (!out || !h || n < 0) return EDGEMOE_ERR_ARG;
+    t->swiglu(out, h, n, alpha, limit);
+    return EDGEMOE_OK;
+}
+
 int edgemoe_kernel_rmsnorm(const char *kernels, float *out, const float *x, const float *w,
                            int64_t n, float eps) {
     const kernel_table *t;

@@ -143,6 +143,14 @@ typedef void (*weighted_sum_fn)(float *out, const float *p, size_t p_stride, int
 /* qact_quantize's numbers (the same q, d and exact bit for bit), faster where the set can. */
 typedef void (*quantize_fn)(qact *a, int order);
 
+/* x[n] ← softmax(x) in place, n >= 1: exp(x − max) / Σ (kernels_ref.c's softmax, up to the
+ * set's exp and order of summation). */
+typedef void (*softmax_fn)(float *x, int64_t n);
+
+/* out[j] = gpt-oss's clamped SwiGLU of gate h[2j] and up h[2j+1] for j < n (kernels_ref.c's
+ * swiglu_clamped states the formula; a set may differ in its exp). */
+typedef void (*swiglu_fn)(float *out, const float *h, int64_t n, float alpha, float limit);
+
 /* out[i] = w[i] · x[i] / sqrt(mean(x²) + eps) for i < n (out may alias x). */
 typedef void (*rmsnorm_fn)(float *out, const float *x, const float *w, int64_t n, float eps);
 
@@ -159,6 +167,8 @@ typedef struct kernel_table {
     scores_fn scores;
     weighted_sum_fn weighted_sum;
     rmsnorm_fn rmsnorm;
+    softmax_fn softmax;                     /* attention's */
+    swiglu_fn swiglu;                       /* the experts' */
 } kernel_table;
 
 /*

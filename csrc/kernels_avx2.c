@@ -1614,6 +1614,8 @@ const kernel_table KERNELS_AVX2 = {
     .scores = scores_f32_avx2,
     .weighted_sum = weighted_sum_avx2,
     .rmsnorm = rmsnorm_avx2,
+    .softmax = softmax,
+    .swiglu = swiglu_clamped,
 };
 
 #if defined(__clang__)

@@ -854,6 +854,8 @@ const kernel_table KERNELS_NEON = {
     .scores = scores_f32_neon,
     .weighted_sum = weighted_sum_neon,
     .rmsnorm = rmsnorm_neon,
+    .softmax = softmax,
+    .swiglu = swiglu_clamped,
 };
 
 #else

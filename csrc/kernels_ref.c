@@ -166,6 +166,8 @@ const kernel_table KERNELS_REFERENCE = {
     .scores = scores_f32,
     .weighted_sum = weighted_sum,
     .rmsnorm = rmsnorm,
+    .softmax = softmax,
+    .swiglu = swiglu_clamped,
 };
 
 /* ---------------------------------------------------------------------------------------

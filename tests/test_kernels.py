@@ -641,6 +641,65 @@ def test_attention_heads_sharing_keys(kernels: str, nq: int, n: int, dim: int) -
                       <= VECTOR_TOL * (p[i] @ np.abs(vv)) + 1e-30)
 
 
+#: softmax and SwiGLU: each set's exp (libm's expf, or avx512's polynomial) against float64.
+EXP_TOL = 4e-7
+
+
+@pytest.mark.parametrize("kernels", ALL_SETS)
+@pytest.mark.parametrize("n", [1, 7, 16, 17, 100, 257])
+@pytest.mark.parametrize("spread", [1.0, 40.0])
+def test_softmax(kernels: str, n: int, spread: float) -> None:
+    """Within EXP_TOL of float64 (relative, plus the subnormal spacing), e^x down to underflow;
+    -inf scores weigh 0, a NaN score makes every weight NaN."""
+    need_set(kernels)
+    g = np.random.default_rng(n)
+    x = (g.standard_normal(n) * spread).astype(np.float32)
+    got = x.copy()
+    call(lib.edgemoe_kernel_softmax, kernels.encode(), fptr(got), n)
+    e = np.exp((x - x.max()).astype(np.float64))   # the difference in f32, as every set takes it
+    want = e / e.sum()
+    assert np.all(np.abs(got - want) <= EXP_TOL * want + 2.0**-146), (got - want) / want
+    if n > 2:
+        y = x.copy()
+        y[1] = -np.inf
+        call(lib.edgemoe_kernel_softmax, kernels.encode(), fptr(y), n)
+        assert y[1] == 0 and abs(float(y.sum()) - 1) < 1e-5
+        y = x.copy()
+        y[n - 1] = np.nan
+        call(lib.edgemoe_kernel_softmax, kernels.encode(), fptr(y), n)
+        assert np.isnan(y).all()
+
+
+@pytest.mark.parametrize("kernels", ALL_SETS)
+@pytest.mark.parametrize("n", [1, 8, 9, 16, 17, 33, 2880])
+def test_swiglu(kernels: str, n: int) -> None:
+    """gpt-oss's clamped SwiGLU (gate min'd with the limit, NaN gate -> the limit; up clamped to
+    ±limit, NaN kept) within EXP_TOL of float64, past the clamps and the exp's range too."""
+    need_set(kernels)
+    g = np.random.default_rng(n + 5)
+    h = (g.standard_normal(2 * n) * 8).astype(np.float32)
+    h[:: max(1, n // 3)] *= 40   # gates and ups far past the limit, e^(-α·gate) overflowing
+    if n >= 9:
+        h[2 * 3] = np.nan        # a NaN gate
+        h[2 * 5 + 1] = np.nan    # a NaN up
+        h[2 * 7] = -np.inf
+    alpha, limit = np.float32(1.702), np.float32(7.0)
+    out = np.zeros(n, dtype=np.float32)
+    call(lib.edgemoe_kernel_swiglu, kernels.encode(), fptr(out), fptr(h), n, alpha, limit)
+    gate = h[0::2]
+    gate = np.where(np.isnan(gate), limit, np.minimum(gate, limit))
+    up = np.clip(h[1::2].astype(np.float64), -limit, limit)
+    with np.errstate(over="ignore", invalid="ignore"):
+        # e^(-α·gate): its argument in f32, its value rounded to f32 (overflowing to inf), as
+        # every set computes them; the rest in float64
+        e = np.exp((-alpha * gate).astype(np.float64)).astype(np.float32)
+        glu = gate.astype(np.float64) / (1 + e.astype(np.float64))
+    want = glu * (up + 1)   # a -inf gate: -inf / inf, NaN, in every set
+    np.testing.assert_array_equal(np.isnan(out), np.isnan(want))
+    ok = ~np.isnan(want)
+    assert np.all(np.abs(out[ok] - want[ok]) <= EXP_TOL * np.abs(want[ok]) + 2.0**-146)
+
+
 # ------------------------------------------------------------------------------ API and selection
 
 

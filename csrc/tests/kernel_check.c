@@ -327,7 +327,7 @@ static void check_extremes(const char *set) {
 
 static void check_vector_ops(const char *set) {
     static const int64_t N[] = {1, 7, 8, 31, 32, 33, 64, 100, 2880};
-    worst dot_w = {0}, ws_w = {0}, norm_w = {0};
+    worst dot_w = {0}, ws_w = {0}, norm_w = {0}, exp_w = {0};
     for (size_t k = 0; k < sizeof N / sizeof N[0]; k++) {
         const int64_t n = N[k];
         float *a = malloc((size_t)n * sizeof *a), *b = malloc((size_t)n * sizeof *b);
@@ -370,6 +370,27 @@ static void check_vector_ops(const char *set) {
             compare(what, o2[i], o1[i], fabs((double)o1[i]), 0, &norm_w);
         }
 
+        /* softmax of 20·a (exponents down to about -100) and SwiGLU of the pairs (10·a, 10·b) */
+        for (int64_t i = 0; i < n; i++) o1[i] = o2[i] = 20.0f * a[i];
+        rc = edgemoe_kernel_softmax("reference", o1, n) | edgemoe_kernel_softmax(set, o2, n);
+        if (rc) failures++;
+        for (int64_t i = 0; i < n && !rc; i++) {
+            snprintf(what, sizeof what, "%s softmax n=%lld i=%lld", set, (long long)n, (long long)i);
+            compare(what, o2[i], o1[i], fabs((double)o1[i]), 0x1p-140, &exp_w);
+        }
+        float *h = malloc((size_t)(2 * n) * sizeof *h);
+        for (int64_t i = 0; i < n; i++) {
+            h[2 * i] = 10.0f * a[i];
+            h[2 * i + 1] = 10.0f * b[i];
+        }
+        rc = edgemoe_kernel_swiglu("reference", o1, h, n, 1.702f, 7.0f) | edgemoe_kernel_swiglu(set, o2, h, n, 1.702f, 7.0f);
+        if (rc) failures++;
+        for (int64_t i = 0; i < n && !rc; i++) {
+            snprintf(what, sizeof what, "%s swiglu n=%lld i=%lld", set, (long long)n, (long long)i);
+            compare(what, o2[i], o1[i], fabs((double)o1[i]), 0x1p-140, &exp_w);
+        }
+        free(h);
+
         /* weighted sum of n rows of dim 64 / 70 (a tail), stride dim + 3 */
         for (int64_t dim = 64; dim <= 70; dim += 6) {
             const int64_t stride = dim + 3;
@@ -397,8 +418,8 @@ static void check_vector_ops(const char *set) {
         free(o1);
         free(o2);
     }
-    printf("%-6s dot max error %.3g, weighted_sum %.3g, rmsnorm %.3g (relative)\n", set, dot_w.err,
-           ws_w.err, norm_w.err);
+    printf("%-6s dot max error %.3g, weighted_sum %.3g, rmsnorm %.3g, softmax and swiglu %.3g (relative)\n",
+           set, dot_w.err, ws_w.err, norm_w.err, exp_w.err);
 }
 
 int main(int argc, char **argv) {
