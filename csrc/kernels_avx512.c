@@ -1,7 +1,8 @@
 /*
  * kernels_avx512.c — the "avx512" kernel set: the integer products over q8_0 and mxfp4 weights
  * with 512-bit vectors and VNNI (AVX-512 F, BW, VL and VNNI: Intel Cascade Lake, Ice Lake and
- * later, AMD Zen 4 and later). Every other entry is the avx2 set's: those CPUs have AVX2.
+ * later, AMD Zen 4 and later), and attention's dot products, value sums, softmax and SwiGLU
+ * (the last two with a 16-lane exp). Every other entry is the avx2 set's: those CPUs have AVX2.
  *
  * They compute what kernels_avx2.c's integer kernels compute: activations rounded to int16 (or
  * int8) blocks by qact_quantize, exact int32 block sums S = Σ w·q, then per block
@@ -17,16 +18,18 @@
  * avx2 set. Within this set a batch gives bit for bit the one-token results: the same sums,
  * the same 16-lane float steps in the same order, the same final sum (hsum16).
  *
- * Tested without AVX-512 hardware: built with -DEDGEMOE_EMULATE_AVX512 (tests/test_kernels_cross.py
- * does so for csrc/tests/kernel_check.c), the intrinsics come from SIMDe, which implements each
- * in portable C, and kernels.c counts the set as runnable on any AVX2 CPU. The library (build.py)
- * never defines it: there the file is compiled for the real instructions by a target pragma,
- * and kernels.c hands the set out only after checking the CPU. Not tuned on real hardware (none
- * here): tile and block sizes are chosen for 32 vector registers and a 32 KB L1.
+ * Tested natively on a Zen 4 (tests/test_kernels.py, kernel_check) and without AVX-512
+ * hardware: built with -DEDGEMOE_EMULATE_AVX512 (tests/test_kernels_cross.py does so for
+ * csrc/tests/kernel_check.c), the intrinsics come from SIMDe, which implements each in portable
+ * C, and kernels.c counts the set as runnable on any AVX2 CPU. The library (build.py) never
+ * defines it: there the file is compiled for the real instructions by a target pragma, and
+ * kernels.c hands the set out only after checking the CPU. Tuned on that Zen 4 (docs/
+ * PERFORMANCE.md): tile and block sizes are chosen for 32 vector registers and a 32 KB L1.
  *
  * Unaligned data: weights and activations from the caller are read with unaligned loads; the
  * scratch this file allocates is 64-byte aligned. Tails (blocks past the last whole chunk of
- * 16) are copied into zero-padded buffers, so no load reaches past a row or a tensor.
+ * 16) are read with AVX-512BW masked loads, so no load reaches past a row or a tensor (SIMDe's
+ * masked loads and stores touch every lane: the emulated build copies through small buffers).
  */
 #if defined(__x86_64__) || defined(_M_X64)
 
