@@ -1579,7 +1579,8 @@ void rmsnorm_avx2(float *out, const float *x, const float *w, int64_t n, float e
 static void weighted_sum_avx2(float *out, const float *p, size_t p_stride, int nq, const float *rows,
                               size_t stride, int64_t n, int64_t dim, double *acc_unused) {
     (void)acc_unused;
-    for (int i = 0; i < nq; i++) weighted_sum_one_avx2(out + (size_t)i * (size_t)dim, p + (size_t)i * p_stride, rows, stride, n, dim);
+    for (int i = 0; i < nq; i++)
+        weighted_sum_one_avx2(out + (size_t)i * (size_t)dim, p + (size_t)i * p_stride, rows, stride, n, dim);
 }
 
 /* scores_fn of kernels.h: dot_f32_avx2 per query and key, inlined. */

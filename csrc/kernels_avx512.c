@@ -520,8 +520,9 @@ static void matmul_tokens(const tensor *w, int64_t r0, int64_t r1, const qact *x
  * past the end zero). A VPDPWSSD / VPDPBUSD of a weight vector with an activation vector then
  * adds to lane j a piece of block j's sum only, so a chunk leaves [S_b .. S_b+15] in the lanes
  * with no horizontal step: the sums the one-token kernels reach, followed by the same
- * scale_sums and hsum16's additions (hsum16_rows: 16 rows' at once). Work goes by ROW_BLOCK rows × TOKEN_GROUP tokens (a chunk of their
- * weights and activations, 1 KB per row or token, stays in L1) in tiles of up to TILE × TILE:
+ * scale_sums and hsum16's additions (hsum16_rows: 16 rows' at once). Work goes by ROW_BLOCK
+ * rows × TOKEN_GROUP tokens (a chunk of their weights and activations, 1 KB per row or token,
+ * stays in L1) in tiles of up to TILE × TILE:
  * 16 accumulators and 8 loaded vectors of the 32 registers. The scratch is chunk-major (the
  * rows, or tokens, of one chunk side by side), so within a tile every row, token, scale and
  * accumulator sits a constant distance from the tile's first: few address registers.

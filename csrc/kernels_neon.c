@@ -819,7 +819,8 @@ static void rmsnorm_neon(float *out, const float *x, const float *w, int64_t n, 
 static void weighted_sum_neon(float *out, const float *p, size_t p_stride, int nq, const float *rows,
                               size_t stride, int64_t n, int64_t dim, double *acc_unused) {
     (void)acc_unused;
-    for (int i = 0; i < nq; i++) weighted_sum_one_neon(out + (size_t)i * (size_t)dim, p + (size_t)i * p_stride, rows, stride, n, dim);
+    for (int i = 0; i < nq; i++)
+        weighted_sum_one_neon(out + (size_t)i * (size_t)dim, p + (size_t)i * p_stride, rows, stride, n, dim);
 }
 
 /* scores_fn of kernels.h: dot_f32_neon per query and key, inlined. */
