@@ -18,6 +18,17 @@ extern const kernel_table KERNELS_AVX2;
 /* "avx512" (kernels_avx512.c): needs what "avx2" needs plus AVX-512 F, BW, VL and VNNI. */
 extern const kernel_table KERNELS_AVX512;
 
+/* The avx512 kernels other sets share. */
+void matmul_int_avx512(const tensor *w, int64_t r0, int64_t r1, const qact *x, float *y,
+                       int64_t ldy);
+double dot_f32_avx512(const float *a, const float *b, int64_t n);
+void scores_avx512(float *out, size_t out_stride, const float *q, int nq, const float *keys,
+                   size_t stride, int64_t n, int64_t dim, double scale);
+void weighted_sum_avx512(float *out, const float *p, size_t p_stride, int nq, const float *rows,
+                         size_t stride, int64_t n, int64_t dim, double *acc_unused);
+void softmax_avx512(float *x, int64_t n);
+void swiglu_avx512(float *out, const float *h, int64_t n, float alpha, float limit);
+
 /* The avx2 kernels the avx512 set shares (every CPU with AVX-512 has AVX2, FMA and F16C):
  * its entries for the products it has no 512-bit kernel for, and the exact f32 routes. */
 void matvec_f32_f32_avx2(const tensor *w, int64_t r0, int64_t r1, const float *x, float *y,
