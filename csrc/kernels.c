@@ -36,6 +36,7 @@ enum {
     CPU_AVX2 = 2,      /* AVX2 + FMA + F16C, with OS support for the YMM state */
     CPU_NEON = 4,      /* arm64 Advanced SIMD */
     CPU_AVX512 = 8,    /* AVX-512 F, BW, VL and VNNI, with OS support for the ZMM state */
+    CPU_AMX = 16,      /* AMX-TILE and AMX-INT8, the tile data granted to this process */
 };
 
 static atomic_int cpu_flags_cache;   /* 0 until the first probe */
@@ -57,6 +58,8 @@ static int cpu_probe(void) {
         && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni"))
         flags |= CPU_AVX512;
 #endif
+    /* tests only, with EDGEMOE_EMULATE_AMX: amx_enable says yes, the tiles are portable C */
+    if ((flags & CPU_AVX512) && amx_enable()) flags |= CPU_AMX;
 #endif
 #if defined(EDGEMOE_BUILD_NEON)
     flags |= CPU_NEON;
@@ -86,6 +89,13 @@ typedef struct kernel_set {
 
 /* Best first; the reference stays last (it runs everywhere). */
 static const kernel_set KNOWN[] = {
+#if defined(EDGEMOE_BUILD_AMX)
+    {"amx", &KERNELS_AMX, CPU_AMX | CPU_AVX512 | CPU_AVX2,
+     "an x86-64 CPU with AVX-512 (F, BW, VL), VNNI and AMX-INT8, and an OS that grants the tiles"},
+#else
+    {"amx", NULL, CPU_AMX | CPU_AVX512 | CPU_AVX2,
+     "an x86-64 CPU with AVX-512 (F, BW, VL), VNNI and AMX-INT8, and an OS that grants the tiles"},
+#endif
 #if defined(EDGEMOE_BUILD_AVX512)
     {"avx512", &KERNELS_AVX512, CPU_AVX512 | CPU_AVX2,
      "an x86-64 CPU with AVX-512 (F, BW, VL) and VNNI"},
@@ -147,7 +157,7 @@ int kernels_from_env(const kernel_table **out, char *err, size_t err_len) {
     if (rc == EDGEMOE_ERR_ARG)
         return error_write(err, err_len, rc,
                            "EDGEMOE_KERNELS='%.64s' is not a kernel set (use auto, reference, avx2, "
-                           "avx512 or neon; this CPU runs: %s)", wanted, runnable);
+                           "avx512, amx or neon; this CPU runs: %s)", wanted, runnable);
     const kernel_set *set = NULL;
     for (size_t i = 0; i < N_KNOWN; i++)
         if (strcmp(KNOWN[i].name, wanted) == 0) set = &KNOWN[i];

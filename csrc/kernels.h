@@ -6,6 +6,8 @@
  *
  *   "reference"  kernels_ref.c    scalar, weights dequantized exactly, sums in double; the
  *                                 numerical ground truth, runs everywhere
+ *   "amx"        kernels_amx.c    x86-64 with AMX-INT8 as well: avx512's numbers bit for bit,
+ *                                 batches of q8_0 / mxfp4 products on AMX tiles
  *   "avx512"     kernels_avx512.c x86-64 with AVX-512 F/BW/VL + VNNI: the q8_0 and mxfp4
  *                                 integer matmuls; its other entries are avx2's
  *   "avx2"       kernels_avx2.c   x86-64 with AVX2 + FMA + F16C (compiled with a target
@@ -19,8 +21,8 @@
  * 2^-8, when the model was opened with activation_bits 8) and sum weight × activation exactly
  * in int32 per block. tests/test_kernels.py states the tolerances.
  *
- * Selection (kernels.c): EDGEMOE_KERNELS=reference|avx512|avx2|neon|auto, read when a model is
- * opened; unset, empty or "auto" picks the best set this CPU runs. An unknown name, or a set
+ * Selection (kernels.c): EDGEMOE_KERNELS=reference|amx|avx512|avx2|neon|auto, read when a model
+ * is opened; unset, empty or "auto" picks the best set this CPU runs. An unknown name, or a set
  * this CPU cannot run, makes edgemoe_model_open fail with a message naming the variable.
  */
 #ifndef EDGEMOE_KERNELS_H
@@ -157,7 +159,7 @@ typedef void (*rmsnorm_fn)(float *out, const float *x, const float *w, int64_t n
 /* One set of kernels. Every entry is non-NULL except matvec of a non-weight type (u8) and the
  * matmul entries a set does not have. */
 typedef struct kernel_table {
-    const char *name;                       /* "reference", "avx512", "avx2", "neon" */
+    const char *name;                       /* "reference", "amx", "avx512", "avx2", "neon" */
     matvec_fn matvec[EDGEMOE_TYPE_COUNT];   /* by weight type */
     /* integer kernels over prepared activations, by weight type; NULL: use matvec per token */
     matmul_fn matmul[EDGEMOE_TYPE_COUNT];
@@ -172,8 +174,8 @@ typedef struct kernel_table {
 } kernel_table;
 
 /*
- * The kernel set named by `name` ("reference", "avx512", "avx2", "neon", or "auto" / NULL / ""
- * for the best this CPU runs) into *out. Returns EDGEMOE_OK; EDGEMOE_ERR_ARG for a name that is not a
+ * The kernel set named by `name` ("reference", "amx", "avx512", "avx2", "neon", or "auto" / NULL /
+ * "" for the best this CPU runs) into *out. Returns EDGEMOE_OK; EDGEMOE_ERR_ARG for a name that is not a
  * kernel set; EDGEMOE_ERR_UNSUPPORTED for a set this build or CPU cannot run (*out NULL then).
  */
 int kernels_find(const char *name, const kernel_table **out);

@@ -18,7 +18,18 @@ extern const kernel_table KERNELS_AVX2;
 /* "avx512" (kernels_avx512.c): needs what "avx2" needs plus AVX-512 F, BW, VL and VNNI. */
 extern const kernel_table KERNELS_AVX512;
 
-/* The avx512 kernels other sets share. */
+#define EDGEMOE_BUILD_AMX 1
+/* "amx" (kernels_amx.c): needs what "avx512" needs plus AMX-TILE and AMX-INT8, and the OS's
+ * leave to use the tile data (amx_enable). */
+extern const kernel_table KERNELS_AMX;
+
+/* 1 if this process may use AMX tiles: the CPU has AMX-TILE and AMX-INT8, the OS saves their
+ * state (XCR0) and grants this process the tile data (Linux's ARCH_REQ_XCOMP_PERM, asked for
+ * here once). Call only where CPUID leaf 7 exists (an AVX2 CPU). */
+int amx_enable(void);
+
+/* The avx512 kernels the amx set shares: all but its batched q8_0 / mxfp4 products (one
+ * token, or a batch the tiles do not pay for, still goes to matmul_int_avx512). */
 void matmul_int_avx512(const tensor *w, int64_t r0, int64_t r1, const qact *x, float *y,
                        int64_t ldy);
 double dot_f32_avx512(const float *a, const float *b, int64_t n);

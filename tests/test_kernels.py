@@ -1,4 +1,4 @@
-"""The fast kernel sets (avx512, avx2, neon) against the reference kernels and float64 numpy.
+"""The fast kernel sets (amx, avx512, avx2, neon) against the reference kernels and float64 numpy.
 
 Every kernel set this machine runs is called directly through ``edgemoe_kernel_*`` (the
 sets it cannot run are skipped, naming why). Weights are random, quantized with edgemoe's
@@ -46,8 +46,8 @@ RMSNORM_TOL = 1e-6
 #: a kernel bug costs O(1). What the rounding costs a trained model is issue 7's KL table.
 LOGITS_TOL = 1e-3
 
-ALL_SETS = ["reference", "avx512", "avx2", "neon"]
-FAST_SETS = ["avx512", "avx2", "neon"]
+ALL_SETS = ["reference", "amx", "avx512", "avx2", "neon"]
+FAST_SETS = ["amx", "avx512", "avx2", "neon"]
 
 FP4 = np.array([0, 0.5, 1, 1.5, 2, 3, 4, 6, -0.0, -0.5, -1, -1.5, -2, -3, -4, -6])
 
@@ -292,6 +292,37 @@ def test_int8_activations(kernels: str, type_: str, cols: int) -> None:
     assert_close(y, replay, replay_scale, MATVEC_TOL[type_], f"{kernels} {type_} int8 replay")
     y16 = matmul(kernels, type_, data, rows, cols, x[None, :], 16)[0]
     assert not np.array_equal(y, y16), "int8 and int16 activations gave the same numbers"
+
+
+@pytest.mark.parametrize(("type_", "bits"),
+                         [("q8_0", 16), ("q8_0", 8), ("mxfp4", 16), ("mxfp4", 8)])
+@pytest.mark.parametrize(("rows", "cols", "n_tok"),
+                         [(16, 32, 4), (37, 2880, 21), (64, 96, 16), (5, 288, 33), (48, 4096, 17),
+                          (19, 544, 3)])
+def test_amx_batches_equal_avx512(type_: str, bits: int, rows: int, cols: int, n_tok: int) -> None:
+    """The amx set's tile products give the avx512 set's numbers bit for bit (the same exact
+    block sums, the same float steps in the same order): over whole and partial 16-row and
+    16-token tiles, rows of fewer than 16 blocks and of a partial last chunk, weights at an odd
+    address (a q8_0 tile is read from the file in place), a token on the exact route, an mxfp4
+    row with a slow scale byte, a q8_0 block with an infinite scale; below 4 tokens the set
+    takes the avx512 route itself."""
+    need_set("amx")
+    g = np.random.default_rng(rows * 31 + cols + n_tok + bits)
+    w = (g.standard_normal((rows, cols)) * cols**-0.5).astype(np.float32)
+    x = g.standard_normal((n_tok, cols)).astype(np.float32)
+    x[1, 7] = 2.0**110
+    data = encode_tensor(type_, w)
+    n_blocks = cols // 32
+    if type_ == "mxfp4":
+        data[rows * n_blocks * 16 + 3 * n_blocks] = 1
+    elif rows > 4:   # the f16 scale of row 4's last block: +inf
+        block = 4 * n_blocks + n_blocks - 1
+        data[block * 34 : block * 34 + 2] = [0x00, 0x7C]
+    odd = np.empty(data.size + 1, dtype=np.uint8)[1:]   # an odd address
+    odd[:] = data
+    got = matmul("amx", type_, odd, rows, cols, x, bits)
+    want = matmul("avx512", type_, data, rows, cols, x, bits)
+    np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
 
 
 @pytest.mark.parametrize("kernels", FAST_SETS)
@@ -730,6 +761,7 @@ def test_kernel_api_statuses() -> None:
     runs = {n: bool(lib.edgemoe_kernels_available(n.encode())) for n in FAST_SETS}
     assert not (runs["neon"] and (runs["avx2"] or runs["avx512"]))
     assert runs["avx2"] or not runs["avx512"]
+    assert runs["avx512"] or not runs["amx"]   # amx is avx512 with tile products for batches
 
 
 def kernels_name() -> str:

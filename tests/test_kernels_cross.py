@@ -1,8 +1,9 @@
 """The C kernel check (csrc/tests/kernel_check.c): every fast kernel set against the reference,
 built natively, cross-compiled for arm64 and run under qemu so that the NEON kernels are
 tested on an x86 machine, and built with the AVX-512 intrinsics taken from SIMDe (portable C
-implementations of every x86 intrinsic, the ``simde-py`` test dependency) so that the avx512
-kernels are tested on a CPU without AVX-512.
+implementations of every x86 intrinsic, the ``simde-py`` test dependency) and the AMX tile
+instructions from csrc/tests/amx_emulate.h, so that the avx512 and amx kernels are tested on a
+CPU without AVX-512 or AMX.
 
 The arm64 half needs ``aarch64-linux-gnu-gcc`` and ``qemu-aarch64`` (or ``qemu-aarch64-static``)
 on PATH; on Debian/Ubuntu: ``apt-get install gcc-aarch64-linux-gnu libc6-dev-arm64-cross
@@ -24,8 +25,8 @@ from edgemoe._native import lib
 ROOT = Path(__file__).resolve().parent.parent
 CSRC = ROOT / "csrc"
 KERNEL_SOURCES = [
-    "kernels.c", "kernels_ref.c", "kernels_avx2.c", "kernels_avx512.c", "kernels_neon.c", "qact.c",
-    "errbuf.c",
+    "kernels.c", "kernels_ref.c", "kernels_avx2.c", "kernels_avx512.c", "kernels_amx.c",
+    "kernels_neon.c", "qact.c", "errbuf.c",
 ]
 FLAGS = ["-std=c11", "-O2", "-Wall", "-Wextra", "-Werror", f"-I{CSRC}"]
 
@@ -58,12 +59,14 @@ def test_kernel_check_native(tmp_path: Path) -> None:
         assert "avx2   matvec mxfp4" in out, out
 
 
-def test_kernel_check_avx512_emulated(tmp_path: Path) -> None:
+def test_kernel_check_avx512_and_amx_emulated(tmp_path: Path) -> None:
     """The avx512 set with its intrinsics from SIMDe (EDGEMOE_EMULATE_AVX512; kernels.c then
-    counts the set as runnable on any AVX2 CPU): against the reference with int16 and int8
-    activations, and a batch of 3 and of 21 tokens against one token at a time, bit for bit;
+    counts the set as runnable on any AVX2 CPU), and the amx set with its tile instructions from
+    csrc/tests/amx_emulate.h (EDGEMOE_EMULATE_AMX): against the reference with int16 and int8
+    activations, and batches of 3, 5 (extreme scales and values) and 21 tokens against one token
+    at a time, bit for bit (for amx, its tiles against the avx512 route it takes for one token);
     under AddressSanitizer where gcc has it, so a load past a row's or a buffer's end fails.
-    A real AVX-512 CPU runs the same source through test_kernel_check_native and
+    A real AVX-512 or AMX CPU runs the same sources through test_kernel_check_native and
     tests/test_kernels.py. SIMDe's headers ask GCC for loop vectorization that clang reports as
     a warning, so the check is built with gcc."""
     simde_py = pytest.importorskip("simde_py", reason="simde-py (the test extra) not installed")
@@ -72,7 +75,7 @@ def test_kernel_check_avx512_emulated(tmp_path: Path) -> None:
         pytest.skip("needs an x86-64 machine with gcc")
     if not lib.edgemoe_kernels_available(b"avx2"):
         pytest.skip("the avx512 set borrows the avx2 kernels: this CPU has no AVX2")
-    flags = ["-DEDGEMOE_EMULATE_AVX512", f"-I{simde_py.get_include()}",
+    flags = ["-DEDGEMOE_EMULATE_AVX512", "-DEDGEMOE_EMULATE_AMX", f"-I{simde_py.get_include()}",
              "-Wno-psabi",   # psabi: a note on 512-bit arguments without -mavx512f
              "-O1"]          # -O2 makes gcc take minutes over SIMDe under the sanitizer
     probe = tmp_path / "probe.c"
@@ -80,11 +83,12 @@ def test_kernel_check_avx512_emulated(tmp_path: Path) -> None:
     if subprocess.run([gcc, "-fsanitize=address", str(probe), "-o", str(tmp_path / "probe")],
                       capture_output=True).returncode == 0:
         flags.append("-fsanitize=address")
-    exe = build_check(gcc, tmp_path / "kernel_check_avx512", flags)
-    out = run_check([str(exe), "avx512"])
-    assert "auto selects: avx512" in out, out
-    for type_ in ("q8_0", "mxfp4"):
-        assert f"avx512 matvec {type_}" in out, out
+    exe = build_check(gcc, tmp_path / "kernel_check_emulated", flags)
+    out = run_check([str(exe), "avx512", "amx"])
+    assert "auto selects: amx" in out, out
+    for set_ in ("amx", "avx512"):
+        for type_ in ("q8_0", "mxfp4"):
+            assert f"{set_:6s} matvec {type_}" in out, out
 
 
 def cross_tools() -> tuple[str, str]:

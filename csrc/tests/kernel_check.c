@@ -8,7 +8,8 @@
  * qemu-aarch64:
  *
  *   cc -std=c11 -O2 -Icsrc csrc/tests/kernel_check.c csrc/kernels.c csrc/kernels_ref.c \
- *      csrc/kernels_avx2.c csrc/kernels_neon.c csrc/qact.c csrc/errbuf.c -lm -o kernel_check \
+ *      csrc/kernels_avx2.c csrc/kernels_avx512.c csrc/kernels_amx.c csrc/kernels_neon.c \
+ *      csrc/qact.c csrc/errbuf.c -lm -o kernel_check \
  *      && ./kernel_check [sets...]
  *
  * Tolerance: a fast result y may differ from the reference y_ref by
@@ -257,6 +258,8 @@ static void check_matvec_case(const char *set, int type, int64_t rows, int64_t c
             /* 3 tokens: one partial tile; 21: whole tiles, a second token group, partial ones */
             check_batch_equal(set, type, w, rows, cols, x, 3);
             if (cols <= 544) check_batch_equal(set, type, w, rows, cols, x, 21);
+        } else if (cols <= 544) {   /* extreme scales and x: a batch too (amx: its tiles) */
+            check_batch_equal(set, type, w, rows, cols, x, 5);
         }
         for (int64_t r = 0; r < rows; r++) {
             char what[160];
@@ -423,7 +426,7 @@ static void check_vector_ops(const char *set) {
 }
 
 int main(int argc, char **argv) {
-    static const char *const SETS[] = {"avx512", "avx2", "neon"};
+    static const char *const SETS[] = {"amx", "avx512", "avx2", "neon"};
     for (int i = 1; i < argc; i++) {
         if (!edgemoe_kernels_available(argv[i])) {
             printf("kernel set '%s' cannot run here\n", argv[i]);
