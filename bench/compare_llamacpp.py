@@ -187,6 +187,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--llama-cpp", type=Path, required=True,
                     help="llama.cpp source tree with build/bin/llama-bench")
+    ap.add_argument("--llama-bench", type=Path, default=None,
+                    help="the llama-bench binary (default: LLAMA_CPP/build/bin/llama-bench), e.g. "
+                         "of a build made with another compiler")
     ap.add_argument("--work", type=Path, required=True, help="directory for the model files")
     ap.add_argument("--preset", default="gpt-oss-20b",
                     help="synthetic preset (default %(default)s)")
@@ -208,11 +211,12 @@ def main(argv: list[str] | None = None) -> int:
                     help="run one engine only (e.g. to repeat it)")
     args = ap.parse_args(argv)
 
-    bench_bin = args.llama_cpp / "build" / "bin" / "llama-bench"
+    bench_bin = args.llama_bench or args.llama_cpp / "build" / "bin" / "llama-bench"
     convert = args.llama_cpp / "convert_hf_to_gguf.py"
     for p in (bench_bin, convert):
         if not p.exists():
-            ap.error(f"--llama-cpp: {p} not found (build llama.cpp first)")
+            flag = "--llama-bench" if args.llama_bench and p == args.llama_bench else "--llama-cpp"
+            ap.error(f"{flag}: {p} not found (build llama.cpp first)")
     args.work.mkdir(parents=True, exist_ok=True)
     w = args.work
     hf = w / f"{args.preset}_hf"

@@ -86,12 +86,13 @@ def test_matvec_bandwidth(benchmark: Any, kernels: str, type_: str, rows: int, c
 
 
 #: (type, rows, cols, tokens): the batched product prompts use, experts seeing 16 or 64 tokens.
-MATMUL_CASES = [("mxfp4", 5760, 2880, 16), ("mxfp4", 5760, 2880, 64), ("q8_0", 2880, 2880, 64)]
+MATMUL_CASES = [("mxfp4", 5760, 2880, 16), ("mxfp4", 5760, 2880, 64), ("q8_0", 2880, 2880, 64),
+                ("q8_0", 2880, 2880, 512)]
 
 
 @pytest.mark.parametrize(("type_", "rows", "cols", "n_tok"), MATMUL_CASES)
-@pytest.mark.parametrize("kernels", ["avx512", "avx512-int8", "avx2", "avx2-int8", "neon",
-                                     "neon-int8"])
+@pytest.mark.parametrize("kernels", ["amx", "amx-int8", "avx512", "avx512-int8", "avx2",
+                                     "avx2-int8", "neon", "neon-int8"])
 def test_matmul_throughput(benchmark: Any, kernels: str, type_: str, rows: int, cols: int,
                            n_tok: int) -> None:
     """GFLOP/s (2 per multiply-add) of the batched integer product, one thread, weights hot."""
