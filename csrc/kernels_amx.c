@@ -63,8 +63,6 @@
 #define TR 16                /* rows per tile */
 #define TT 16                /* tokens per tile */
 #define TILE_B 512           /* bytes of one block's B tile: 8 rows of 64 */
-#define AMX_MIN_TOKENS 4     /* fewer tokens: the avx512 route (a tile's float steps cost the
-                                same for 1 token as for 16) */
 
 /* Tile registers (macros: GCC's intrinsics paste the number into the instruction). Two sets of
  * C tiles, int32 sums of rows × tokens: over the high bytes of int16 activations (CH) or over
@@ -460,11 +458,21 @@ static void matmul_amx(const tensor *w, int64_t r0, int64_t r1, const qact *x, f
     _tile_release();
 }
 
+/* Whether a batch of n_tok tokens is faster on the tiles than by the avx512 route. A pass costs
+ * as much for 1 token as for 16, and decoding mxfp4 rows for the tiles as much for 16 tokens as
+ * for 512, while the avx512 route scales with the tokens and its int8 mxfp4 product is quick:
+ * the tiles win from 8 tokens over q8_0, 12 over mxfp4 with int16 activations and 40 with int8
+ * (one thread, gpt-oss-20b's shapes, edgemoe_kernel_matmul; docs/PERFORMANCE.md). */
+static int tiles_pay(int type, int bits, int64_t n_tok) {
+    if (type == EDGEMOE_TYPE_Q8_0) return n_tok >= 8;
+    return n_tok >= (bits == 8 ? 40 : 12);
+}
+
 /* The matmul entry of both q8_0 and mxfp4: tiles for a batch, the avx512 route for a few tokens
  * (or when the scratch cannot be had). */
 static void matmul_int_amx(const tensor *w, int64_t r0, int64_t r1, const qact *x, float *y, int64_t ldy) {
     amx_scratch s;
-    if (x->n_tok >= AMX_MIN_TOKENS && scratch_new(&s, w->cols, x->n_tok, x->bits == 8)) {
+    if (tiles_pay(w->type, x->bits, x->n_tok) && scratch_new(&s, w->cols, x->n_tok, x->bits == 8)) {
         matmul_amx(w, r0, r1, x, y, ldy, &s);
         free(s.order);   /* the one allocation */
         return;

@@ -297,15 +297,15 @@ def test_int8_activations(kernels: str, type_: str, cols: int) -> None:
 @pytest.mark.parametrize(("type_", "bits"),
                          [("q8_0", 16), ("q8_0", 8), ("mxfp4", 16), ("mxfp4", 8)])
 @pytest.mark.parametrize(("rows", "cols", "n_tok"),
-                         [(16, 32, 4), (37, 2880, 21), (64, 96, 16), (5, 288, 33), (48, 4096, 17),
-                          (19, 544, 3)])
+                         [(16, 32, 48), (37, 2880, 41), (64, 96, 64), (5, 288, 57), (48, 4096, 40),
+                          (19, 544, 12), (19, 544, 3)])
 def test_amx_batches_equal_avx512(type_: str, bits: int, rows: int, cols: int, n_tok: int) -> None:
     """The amx set's tile products give the avx512 set's numbers bit for bit (the same exact
     block sums, the same float steps in the same order): over whole and partial 16-row and
     16-token tiles, rows of fewer than 16 blocks and of a partial last chunk, weights at an odd
-    address (a q8_0 tile is read from the file in place), a token on the exact route, an mxfp4
-    row with a slow scale byte, a q8_0 block with an infinite scale; below 4 tokens the set
-    takes the avx512 route itself."""
+    address, a token on the exact route, an mxfp4 row with a slow scale byte, a q8_0 block with
+    an infinite scale. Every batch of 40 tokens or more takes the tiles (kernels_amx.c,
+    tiles_pay); 12 does for q8_0 and for mxfp4 with int16 activations; 3 never does."""
     need_set("amx")
     g = np.random.default_rng(rows * 31 + cols + n_tok + bits)
     w = (g.standard_normal((rows, cols)) * cols**-0.5).astype(np.float32)

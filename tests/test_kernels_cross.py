@@ -63,8 +63,9 @@ def test_kernel_check_avx512_and_amx_emulated(tmp_path: Path) -> None:
     """The avx512 set with its intrinsics from SIMDe (EDGEMOE_EMULATE_AVX512; kernels.c then
     counts the set as runnable on any AVX2 CPU), and the amx set with its tile instructions from
     csrc/tests/amx_emulate.h (EDGEMOE_EMULATE_AMX): against the reference with int16 and int8
-    activations, and batches of 3, 5 (extreme scales and values) and 21 tokens against one token
-    at a time, bit for bit (for amx, its tiles against the avx512 route it takes for one token);
+    activations, and batches of 3, 21 and 45 tokens (45 also on extreme scales and values)
+    against one token at a time, bit for bit (for amx, its tiles against the avx512 route it
+    takes for one token);
     under AddressSanitizer where gcc has it, so a load past a row's or a buffer's end fails.
     A real AVX-512 or AMX CPU runs the same sources through test_kernel_check_native and
     tests/test_kernels.py. SIMDe's headers ask GCC for loop vectorization that clang reports as

@@ -19,7 +19,7 @@
  * (edgemoe_kernel_int16_activations), Σ_c |W[r,c]| · d_b(c) / 2 with d_b the block's scale
  * max|x| / 32767 (kernels.h, struct qact); one token over int8 activations likewise with
  * max|x| / 127. The batched entry point (edgemoe_kernel_matmul) must give bit for bit the
- * one-token results, over 3 and over 21 tokens. Where the reference is finite the fast result
+ * one-token results, over 3, 21 and 45 tokens. Where the reference is finite the fast result
  * must be finite; where it is not, both
  * must be the same infinity or both NaN (checked on data built so that f32 partial sums
  * cannot overflow).
@@ -255,11 +255,13 @@ static void check_matvec_case(const char *set, int type, int64_t rows, int64_t c
             quantization_bound(w, type, rows, cols, x, 127.0, qbound8);
         }
         if (x_scale == 1.0f && scale_byte < 0 && d_bits < 0) {
-            /* 3 tokens: one partial tile; 21: whole tiles, a second token group, partial ones */
+            /* 3 tokens: one partial tile; 21: whole tiles, a second token group, partial ones;
+             * 45: the amx set's tiles with int8 activations too (it takes them from 40) */
             check_batch_equal(set, type, w, rows, cols, x, 3);
             if (cols <= 544) check_batch_equal(set, type, w, rows, cols, x, 21);
+            if (cols <= 544) check_batch_equal(set, type, w, rows, cols, x, 45);
         } else if (cols <= 544) {   /* extreme scales and x: a batch too (amx: its tiles) */
-            check_batch_equal(set, type, w, rows, cols, x, 5);
+            check_batch_equal(set, type, w, rows, cols, x, 45);
         }
         for (int64_t r = 0; r < rows; r++) {
             char what[160];
