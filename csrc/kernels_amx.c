@@ -282,47 +282,48 @@ INLINE void store_block(int8_t *dst, __m256i v) {
     _mm256_store_si256((void *)dst, v);
 }
 
-/* Block scales of one row (16 blocks from b, in a vector) to their positions. */
-INLINE void scatter_scales(amx_scratch *s, int64_t row, int64_t b, __m512 v) {
-    float f[NB];
-    _mm512_storeu_ps(f, v);
-    for (int64_t m = 0; m < NB && b + m < s->n_blocks; m++) s->ws[(size_t)s->pos[b + m] * TR + (size_t)row] = f[m];
-}
-
 static void lay_out_rows(amx_scratch *s, const tensor *w, int64_t rb, int64_t nr) {
     const int64_t nb = s->n_blocks;
     const int mxfp4 = w->type == EDGEMOE_TYPE_MXFP4;
+    const size_t row_bytes = (size_t)nb * (mxfp4 ? GROUP_BYTES : Q8_BYTES);
+    const uint8_t *rows = w->data + (size_t)rb * row_bytes;
+    const uint8_t *scales = w->data + (size_t)w->rows * row_bytes + (size_t)rb * (size_t)nb;   /* mxfp4's */
     for (int64_t i = 0; i < TR; i++) {
-        const size_t scales = (size_t)w->rows * (size_t)nb * GROUP_BYTES;   /* after every row's groups */
-        const uint8_t *sc = mxfp4 && i < nr ? w->data + scales + (size_t)(rb + i) * (size_t)nb : NULL;
-        s->fast[i] = (uint8_t)(i < nr && (!mxfp4 || scales_fast_avx2(sc, (size_t)nb)));
-        if (!s->fast[i]) {   /* zero weights and scales (the exact route gives slow rows) */
-            for (int64_t k = 0; k < nb; k++) {
-                store_block(s->a + (k * TR + i) * QK, _mm256_setzero_si256());
-                s->ws[k * TR + i] = 0.0f;
-            }
+        s->fast[i] = (uint8_t)(i < nr && (!mxfp4 || scales_fast_avx2(scales + (size_t)i * (size_t)nb, (size_t)nb)));
+        if (!s->fast[i]) {   /* zero weights (the exact route gives slow rows) */
+            for (int64_t k = 0; k < nb; k++) store_block(s->a + (k * TR + i) * QK, _mm256_setzero_si256());
             continue;
         }
+        const uint8_t *row = rows + (size_t)i * row_bytes;
         if (!mxfp4) {
-            const uint8_t *row = w->data + (size_t)(rb + i) * (size_t)nb * Q8_BYTES;
             for (int64_t b = 0; b < nb; b++)
                 store_block(s->a + ((int64_t)s->pos[b] * TR + i) * QK,
                             _mm256_loadu_si256((const void *)(row + (size_t)b * Q8_BYTES + 2)));
-            for (int64_t b = 0; b < nb; b += NB)
-                scatter_scales(s, i, b, q8_0_scales16(row + (size_t)b * Q8_BYTES, nb - b < NB ? nb - b : NB));
-            continue;
+        } else {
+            for (int64_t g = 0; g < nb; g += 4) {   /* past the row's end: zero bytes, nothing read */
+                __m512i first, second;
+                decode_quad(load_bytes_upto(row + g * GROUP_BYTES, (nb - g) * (int64_t)GROUP_BYTES), &first, &second);
+                const __m256i blocks[4] = {_mm512_castsi512_si256(first), _mm512_extracti64x4_epi64(first, 1),
+                                           _mm512_castsi512_si256(second), _mm512_extracti64x4_epi64(second, 1)};
+                for (int m = 0; m < 4 && g + m < nb; m++)
+                    store_block(s->a + ((int64_t)s->pos[g + m] * TR + i) * QK, blocks[m]);
+            }
         }
-        const uint8_t *groups = w->data + (size_t)(rb + i) * (size_t)nb * GROUP_BYTES;
-        for (int64_t g = 0; g < nb; g += 4) {   /* past the row's end: zero bytes, nothing read */
-            __m512i first, second;
-            decode_quad(load_bytes_upto(groups + g * GROUP_BYTES, (nb - g) * (int64_t)GROUP_BYTES), &first, &second);
-            const __m256i blocks[4] = {_mm512_castsi512_si256(first), _mm512_extracti64x4_epi64(first, 1),
-                                       _mm512_castsi512_si256(second), _mm512_extracti64x4_epi64(second, 1)};
-            for (int m = 0; m < 4 && g + m < nb; m++)
-                store_block(s->a + ((int64_t)s->pos[g + m] * TR + i) * QK, blocks[m]);
+    }
+    /* The scales, 16 blocks at a time: one vector per row (zero for slow and absent rows),
+     * transposed into one vector per block, the 16 rows' scales at its position. */
+    for (int64_t b = 0; b < nb; b += NB) {
+        const int64_t n = nb - b < NB ? nb - b : NB;
+        __m512i by_row[TR], by_block[NB];
+        for (int64_t i = 0; i < TR; i++) {
+            __m512 v = _mm512_setzero_ps();
+            if (s->fast[i])
+                v = mxfp4 ? e8m0_half_scales16(load_scale_bytes_upto(scales + (size_t)i * (size_t)nb + b, n))
+                          : q8_0_scales16(rows + (size_t)i * row_bytes + (size_t)b * Q8_BYTES, n);
+            by_row[i] = _mm512_castps_si512(v);
         }
-        for (int64_t b = 0; b < nb; b += NB)
-            scatter_scales(s, i, b, e8m0_half_scales16(load_scale_bytes_upto(sc + b, nb - b < NB ? nb - b : NB)));
+        transpose16_epi32(by_row, by_block);
+        for (int64_t m = 0; m < n; m++) _mm512_store_si512((void *)(s->ws + (int64_t)s->pos[b + m] * TR), by_block[m]);
     }
 }
 
