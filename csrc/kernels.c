@@ -58,7 +58,8 @@ static int cpu_probe(void) {
         && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni"))
         flags |= CPU_AVX512;
 #endif
-    /* tests only, with EDGEMOE_EMULATE_AMX: amx_enable says yes, the tiles are portable C */
+    /* the CPU's AMX, and Linux's grant of the tile data (amx_enable asks for it; built with
+     * EDGEMOE_EMULATE_AMX, for tests, it says yes: the tile instructions are portable C) */
     if ((flags & CPU_AVX512) && amx_enable()) flags |= CPU_AMX;
 #endif
 #if defined(EDGEMOE_BUILD_NEON)

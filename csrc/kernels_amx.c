@@ -92,11 +92,11 @@
 
 /* The compiler may not move memory accesses across it: what the layout functions wrote is in
  * memory before the tile loads (GCC's _tile_loadd does not say it reads memory). */
+#define memory_barrier() __asm__ volatile("" ::: "memory")
+
 /* Loops over a pass's 16 rows, unrolled so their accumulators can live in registers (an array
  * indexed in a loop lives in memory). */
 #define UNROLL16 _Pragma("GCC unroll 16")
-
-#define memory_barrier() __asm__ volatile("" ::: "memory")
 
 /* ---------------------------------------------------------------------------------------
  * Permission and configuration
@@ -157,7 +157,7 @@ static void tiles_configure(void) {
  */
 
 typedef struct amx_scratch {
-    int64_t n_blocks, n_pad;   /* blocks of a row; rounded up to 16 */
+    int64_t n_blocks;          /* blocks of a row */
     int64_t n_groups;          /* groups of 16 tokens */
     int planes;                /* B tiles per (group, block): 2 (h, l) for int16, 1 for int8 */
     /* Everything a pass reads is stored in the order the pass reads it (position k: block
@@ -175,7 +175,6 @@ typedef struct amx_scratch {
 
 static int scratch_new(amx_scratch *s, int64_t cols, int64_t n_tok, int i8) {
     s->n_blocks = cols / QK;
-    s->n_pad = round_up16(s->n_blocks);
     s->n_groups = (n_tok + TT - 1) / TT;
     s->planes = i8 ? 1 : 2;
     const size_t nb = (size_t)s->n_blocks;
@@ -287,7 +286,8 @@ static void lay_out_rows(amx_scratch *s, const tensor *w, int64_t rb, int64_t nr
     const int mxfp4 = w->type == EDGEMOE_TYPE_MXFP4;
     const size_t row_bytes = (size_t)nb * (mxfp4 ? GROUP_BYTES : Q8_BYTES);
     const uint8_t *rows = w->data + (size_t)rb * row_bytes;
-    const uint8_t *scales = w->data + (size_t)w->rows * row_bytes + (size_t)rb * (size_t)nb;   /* mxfp4's */
+    /* mxfp4: the scale bytes, after every row's groups */
+    const uint8_t *scales = mxfp4 ? w->data + (size_t)w->rows * row_bytes + (size_t)rb * (size_t)nb : NULL;
     for (int64_t i = 0; i < TR; i++) {
         s->fast[i] = (uint8_t)(i < nr && (!mxfp4 || scales_fast_avx2(scales + (size_t)i * (size_t)nb, (size_t)nb)));
         if (!s->fast[i]) {   /* zero weights (the exact route gives slow rows) */
