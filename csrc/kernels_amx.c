@@ -349,8 +349,8 @@ INLINE void float_steps(__m512 acc[TR], const int32_t *c, const int i8, const fl
     const __m512 x = _mm512_load_ps(xd);
     UNROLL16 for (int r = 0; r < TR; r++) {
         const __m512i h = _mm512_load_si512((const void *)(c + r * TT));
-        const __m512i l = i8 ? h : _mm512_load_si512((const void *)(c + (TR + r) * TT));
-        const __m512i sums = i8 ? h : _mm512_add_epi32(_mm512_slli_epi32(h, 8), l);
+        const __m512i sums = i8 ? h
+                                : _mm512_add_epi32(_mm512_slli_epi32(h, 8), _mm512_load_si512((const void *)(c + (TR + r) * TT)));
         acc[r] = scale_sums(acc[r], sums, _mm512_set1_ps(ws[r]), x);
     }
 }
@@ -483,29 +483,11 @@ static void matmul_int_amx(const tensor *w, int64_t r0, int64_t r1, const qact *
 
 const kernel_table KERNELS_AMX = {
     .name = "amx",
-    .matvec = {
-        [EDGEMOE_TYPE_F32] = matvec_f32_f32_avx2,
-        [EDGEMOE_TYPE_F16] = matvec_f32_f16_avx2,
-        [EDGEMOE_TYPE_BF16] = matvec_f32_bf16_avx2,
-        [EDGEMOE_TYPE_U8] = NULL,
-        [EDGEMOE_TYPE_Q8_0] = matvec_f32_q8_0_avx2,
-        [EDGEMOE_TYPE_MXFP4] = matvec_f32_mxfp4_avx2,
-    },
     .matmul = {
         [EDGEMOE_TYPE_Q8_0] = matmul_int_amx,
         [EDGEMOE_TYPE_MXFP4] = matmul_int_amx,
     },
-    .qact_order = {
-        [EDGEMOE_TYPE_Q8_0] = QACT_ORDER_NATURAL,
-        [EDGEMOE_TYPE_MXFP4] = QACT_ORDER_NATURAL,
-    },
-    .quantize = qact_quantize_avx2,
-    .dot = dot_f32_avx512,
-    .scores = scores_avx512,
-    .weighted_sum = weighted_sum_avx512,
-    .rmsnorm = rmsnorm_avx2,
-    .softmax = softmax_avx512,
-    .swiglu = swiglu_avx512,
+    KERNELS_AVX512_SHARED_ENTRIES,
 };
 
 #if defined(__clang__) && !defined(EDGEMOE_EMULATE_AVX512)

@@ -52,15 +52,106 @@
 #include "kernels_isa.h"
 #include "simd512.h"   /* the helpers, block scales and float steps shared with the amx set */
 
+#define FP4_OFFSET 12             /* doubled FP4 codes (-12..12) + 12: unsigned for VPDPBUSD */
+#define Q8_OFFSET 128             /* q8_0 values (-128..127) + 128, likewise */
 #define PREFETCH_DISTANCE 4096    /* as kernels_avx2.c: weights stream from DRAM once a token */
+
+/* ---------------------------------------------------------------------------------------
+ * Small helpers
+ */
 
 INLINE void prefetch_ahead(const uint8_t *p) {
     _mm_prefetch((const char *)((uintptr_t)p + PREFETCH_DISTANCE), _MM_HINT_T0);
 }
 
+INLINE int64_t round_up16(int64_t n) {
+    return (n + NB - 1) / NB * NB;
+}
+
+/* The sum of the 16 lanes, in one fixed order (every route of the set ends with it). */
+INLINE float hsum16(__m512 v) {
+    const __m256 lo = _mm512_castps512_ps256(v);
+    const __m256 hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1));
+    const __m256 s8 = _mm256_add_ps(lo, hi);
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/*
+ * Lane i: hsum16(v[i]) for i < 16, bit for bit: the same four rounds of additions as hsum16
+ * on each vector (lane l + l+8, then l + l+4, l + l+2, l + l+1), done for 16 vectors together
+ * by pairing their halves. The sums come out in the lane order src below; a permutation
+ * restores 0..15.
+ */
+INLINE __m512 hsum16_x16(const __m512 v[16]) {
+    __m512 u[8], w[4], x[2];
+    for (int j = 0; j < 8; j++)   /* quarters [v_j: l + l+8 (2 quarters), v_j+8: the same] */
+        u[j] = _mm512_add_ps(_mm512_shuffle_f32x4(v[j], v[j + 8], 0x44), _mm512_shuffle_f32x4(v[j], v[j + 8], 0xEE));
+    for (int j = 0; j < 4; j++)   /* quarters: l + l+4 of v_j, v_j+8, v_j+4, v_j+12 */
+        w[j] = _mm512_add_ps(_mm512_shuffle_f32x4(u[j], u[j + 4], 0x88), _mm512_shuffle_f32x4(u[j], u[j + 4], 0xDD));
+    for (int j = 0; j < 2; j++)   /* per quarter: l + l+2 of a w_j vector (2 lanes), then of w_j+2's */
+        x[j] = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(w[j]), _mm512_castps_pd(w[j + 2]))),
+                             _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(w[j]), _mm512_castps_pd(w[j + 2]))));
+    /* l + l+1: lane L holds the sum of v[src[L]] */
+    const __m512 r = _mm512_add_ps(_mm512_shuffle_ps(x[0], x[1], 0x88), _mm512_shuffle_ps(x[0], x[1], 0xDD));
+    const __m512i src = _mm512_setr_epi32(0, 2, 1, 3, 8, 10, 9, 11, 4, 6, 5, 7, 12, 14, 13, 15);
+    return _mm512_permutexvar_ps(src, r);
+}
+
+/* The first n (< 16) floats at p, zeros after them; nothing past p + n is read. */
+INLINE __m512 load_f32_upto(const float *p, int64_t n) {
+#if defined(EDGEMOE_EMULATE_AVX512)   /* SIMDe's masked loads read every lane */
+    float b[NB] = {0};
+    memcpy(b, p, (size_t)n * sizeof *p);
+    return _mm512_loadu_ps(b);
+#else
+    return _mm512_maskz_loadu_ps((__mmask16)((1u << n) - 1), p);
+#endif
+}
+
+/*
+ * Horizontal sums of int32 vectors (exact in any order). Within each 128-bit lane:
+ * pair_sums(a, b) = [a0+a2, b0+b2, a1+a3, b1+b3]; lane_sums4(a, b, c, d) = [Σa, Σb, Σc, Σd] of
+ * that lane's four elements. fold_lanes adds 128-bit lanes pairwise:
+ * [a.L0+a.L1, a.L2+a.L3, b.L0+b.L1, b.L2+b.L3].
+ */
+INLINE __m512i pair_sums(__m512i a, __m512i b) {
+    return _mm512_add_epi32(_mm512_unpacklo_epi32(a, b), _mm512_unpackhi_epi32(a, b));
+}
+
+INLINE __m512i lane_sums4(__m512i a, __m512i b, __m512i c, __m512i d) {
+    const __m512i ab = pair_sums(a, b), cd = pair_sums(c, d);
+    return _mm512_add_epi32(_mm512_unpacklo_epi64(ab, cd), _mm512_unpackhi_epi64(ab, cd));
+}
+
+INLINE __m512i fold_lanes(__m512i a, __m512i b) {
+    return _mm512_add_epi32(_mm512_shuffle_i32x4(a, b, 0x88), _mm512_shuffle_i32x4(a, b, 0xDD));
+}
+
+/* [Σ lanes of p[0], .., Σ lanes of p[15]]: lane_sums4 puts Σ over 128-bit lane L of p[4m+v]
+ * in lane 4L+v of its m-th result; two folds add the four 128-bit lanes. */
+INLINE __m512i sums16(const __m512i p[NB]) {
+    const __m512i u0 = lane_sums4(p[0], p[1], p[2], p[3]), u1 = lane_sums4(p[4], p[5], p[6], p[7]);
+    const __m512i u2 = lane_sums4(p[8], p[9], p[10], p[11]);
+    const __m512i u3 = lane_sums4(p[12], p[13], p[14], p[15]);
+    return fold_lanes(fold_lanes(u0, u1), fold_lanes(u2, u3));
+}
+
 /* ---------------------------------------------------------------------------------------
  * mxfp4 groups, four at a time (simd512.h: the layout, the code tables, quad_nibbles).
  */
+
+/* Their sign bytes (0xFF where the code is negative): code and sign unpack to int16. */
+INLINE __m512i fp4_sign_lut(void) {
+    return _mm512_broadcast_i32x4(_mm_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 0, -1, -1, -1, -1, -1, -1, -1));
+}
+
+/* The codes plus FP4_OFFSET: 0 .. 24, VPDPBUSD's unsigned operand. */
+INLINE __m512i fp4_offset_lut(void) {
+    return _mm512_broadcast_i32x4(_mm_setr_epi8(12, 13, 14, 15, 16, 18, 20, 24, 12, 11, 10, 9, 8, 6, 4, 0));
+}
 
 /* 4 groups' codes as int16, group g in 128-bit lane g of each: v[0] elements 0, 2, .., 14;
  * v[1] 16, 18, .., 30; v[2] 1, 3, .., 15; v[3] 17, 19, .., 31 (the "quad layout"). */
@@ -811,29 +902,11 @@ void swiglu_avx512(float *out, const float *h, int64_t n, float alpha, float lim
 
 const kernel_table KERNELS_AVX512 = {
     .name = "avx512",
-    .matvec = {
-        [EDGEMOE_TYPE_F32] = matvec_f32_f32_avx2,
-        [EDGEMOE_TYPE_F16] = matvec_f32_f16_avx2,
-        [EDGEMOE_TYPE_BF16] = matvec_f32_bf16_avx2,
-        [EDGEMOE_TYPE_U8] = NULL,
-        [EDGEMOE_TYPE_Q8_0] = matvec_f32_q8_0_avx2,
-        [EDGEMOE_TYPE_MXFP4] = matvec_f32_mxfp4_avx2,
-    },
     .matmul = {
         [EDGEMOE_TYPE_Q8_0] = matmul_int_avx512,
         [EDGEMOE_TYPE_MXFP4] = matmul_int_avx512,
     },
-    .qact_order = {
-        [EDGEMOE_TYPE_Q8_0] = QACT_ORDER_NATURAL,
-        [EDGEMOE_TYPE_MXFP4] = QACT_ORDER_NATURAL,
-    },
-    .quantize = qact_quantize_avx2,
-    .dot = dot_f32_avx512,
-    .scores = scores_avx512,
-    .weighted_sum = weighted_sum_avx512,
-    .rmsnorm = rmsnorm_avx2,
-    .softmax = softmax_avx512,
-    .swiglu = swiglu_avx512,
+    KERNELS_AVX512_SHARED_ENTRIES,
 };
 
 #if defined(__clang__) && !defined(EDGEMOE_EMULATE_AVX512)

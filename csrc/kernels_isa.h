@@ -40,6 +40,25 @@ void weighted_sum_avx512(float *out, const float *p, size_t p_stride, int nq, co
 void softmax_avx512(float *x, int64_t n);
 void swiglu_avx512(float *out, const float *h, int64_t n, float alpha, float limit);
 
+/* The entries of the avx512 table that the amx table has too: all but the name and the
+ * matmul entries (one list for both, so the two sets cannot drift apart). */
+#define KERNELS_AVX512_SHARED_ENTRIES                                                              \
+    .matvec = {                                                                                    \
+        [EDGEMOE_TYPE_F32] = matvec_f32_f32_avx2,                                                  \
+        [EDGEMOE_TYPE_F16] = matvec_f32_f16_avx2,                                                  \
+        [EDGEMOE_TYPE_BF16] = matvec_f32_bf16_avx2,                                                \
+        [EDGEMOE_TYPE_U8] = NULL,                                                                  \
+        [EDGEMOE_TYPE_Q8_0] = matvec_f32_q8_0_avx2,                                                \
+        [EDGEMOE_TYPE_MXFP4] = matvec_f32_mxfp4_avx2,                                              \
+    },                                                                                             \
+    .qact_order = {                                                                                \
+        [EDGEMOE_TYPE_Q8_0] = QACT_ORDER_NATURAL,                                                  \
+        [EDGEMOE_TYPE_MXFP4] = QACT_ORDER_NATURAL,                                                 \
+    },                                                                                             \
+    .quantize = qact_quantize_avx2, .dot = dot_f32_avx512, .scores = scores_avx512,                \
+    .weighted_sum = weighted_sum_avx512, .rmsnorm = rmsnorm_avx2, .softmax = softmax_avx512,       \
+    .swiglu = swiglu_avx512
+
 /* The avx2 kernels the avx512 set shares (every CPU with AVX-512 has AVX2, FMA and F16C):
  * its entries for the products it has no 512-bit kernel for, and the exact f32 routes. */
 void matvec_f32_f32_avx2(const tensor *w, int64_t r0, int64_t r1, const float *x, float *y,
