@@ -153,19 +153,6 @@ INLINE __m512i fp4_offset_lut(void) {
     return _mm512_broadcast_i32x4(_mm_setr_epi8(12, 13, 14, 15, 16, 18, 20, 24, 12, 11, 10, 9, 8, 6, 4, 0));
 }
 
-/* 4 groups' codes as int16, group g in 128-bit lane g of each: v[0] elements 0, 2, .., 14;
- * v[1] 16, 18, .., 30; v[2] 1, 3, .., 15; v[3] 17, 19, .., 31 (the "quad layout"). */
-INLINE void quad_codes_i16(__m512i packed, __m512i v[4]) {
-    __m512i lo, hi;
-    quad_nibbles(packed, &lo, &hi);
-    const __m512i even = _mm512_shuffle_epi8(fp4_lut(), lo), even_sign = _mm512_shuffle_epi8(fp4_sign_lut(), lo);
-    const __m512i odd = _mm512_shuffle_epi8(fp4_lut(), hi), odd_sign = _mm512_shuffle_epi8(fp4_sign_lut(), hi);
-    v[0] = _mm512_unpacklo_epi8(even, even_sign);
-    v[1] = _mm512_unpackhi_epi8(even, even_sign);
-    v[2] = _mm512_unpacklo_epi8(odd, odd_sign);
-    v[3] = _mm512_unpackhi_epi8(odd, odd_sign);
-}
-
 /* Partial sums of 4 groups times int8 q (128 bytes at q, pack_quads_i8: the even elements of the
  * 4 groups, then the odd), with the offset codes u = w + FP4_OFFSET: Σ u·q per group, lanes
  * 4g .. 4g+3 holding group g's. */
